@@ -1,0 +1,174 @@
+"""``cumx separate``: split audio files into stems."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cumx_cli.console import (
+    EXIT_FAILED,
+    EXIT_OK,
+    State,
+    error_line,
+    guard,
+    info_line,
+    setup_logging,
+    stderr,
+)
+from cumx_cli.engine.config import DEFAULT_TEMPLATE, InferenceConfig
+from cumx_cli.engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cumx_cli.engine.inference.pipeline import TrackResult
+
+_INF = InferenceConfig()
+
+
+class Format(str, Enum):
+    wav = "wav"
+    flac = "flac"
+    mp3 = "mp3"
+
+
+class Dtype(str, Enum):
+    int16 = "int16"
+    int24 = "int24"
+    float32 = "float32"
+
+
+class Clip(str, Enum):
+    rescale = "rescale"
+    clamp = "clamp"
+    none = "none"
+
+
+class _CliEvents:
+    """Progress bars (stderr, terminals only), failure lines and --json output.
+
+    Implements the engine's ``Events`` hooks (duck-typed, so that importing this module, e.g.
+    for ``--help``, does not import torch).
+    """
+
+    def __init__(self, progress: Progress | None, as_json: bool) -> None:
+        self.progress = progress
+        self.as_json = as_json
+        self.tasks: dict[Path, int] = {}
+
+    def track_started(self, path: Path, num_chunks: int) -> None:
+        if self.progress is not None:
+            self.tasks[path] = self.progress.add_task(path.name, total=num_chunks)
+
+    def chunk_done(self, path: Path) -> None:
+        if self.progress is not None and path in self.tasks:
+            self.progress.advance(self.tasks[path])
+
+    def track_finished(self, result: TrackResult) -> None:
+        if self.progress is not None and result.input in self.tasks:
+            self.progress.remove_task(self.tasks.pop(result.input))
+        if result.status == "error":
+            error_line(result.error or f"{result.input}: failed")
+        elif result.status == "skipped":
+            info_line(f"skipped {result.input} (outputs exist)")
+        else:
+            where = sorted({str(p.parent) for p in result.outputs.values()})
+            info_line(f"[green]done[/] {result.input} -> {', '.join(where)} "
+                      f"({len(result.outputs)} stems, {result.seconds:.1f} s)")
+        if self.as_json:
+            sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+            sys.stdout.flush()
+
+
+def _parse_stems(stems: str | None) -> tuple[str, ...] | None:
+    if stems is None:
+        return None
+    names = tuple(s.strip() for s in stems.split(",") if s.strip())
+    if not names:
+        raise ConfigError("--stems needs at least one source name, e.g. --stems vocals,drums")
+    return names
+
+
+@guard
+def separate_command(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Audio files (wav, flac, ogg, mp3) or folders, searched recursively.",
+        show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("separated"),
+    filename: Annotated[str, typer.Option(
+        "--filename", help="Output path template under the output folder; fields {track}, "
+        "{source}, {ext}.")] = DEFAULT_TEMPLATE,
+    model: Annotated[str, typer.Option(
+        "-m", "--model", help="A checkpoint: cumx .pt, asteroid X-UMX .pth, or an Open-Unmix "
+        "model folder; or a published model name.")] = "xumx",
+    niter: Annotated[int, typer.Option(help="Wiener/EM iterations (0: masks only).", min=0)] = _INF.niter,
+    softmask: Annotated[bool, typer.Option(
+        "--softmask", help="Start the Wiener filter from ratio masks, not the mixture phase.")] = False,
+    residual: Annotated[bool, typer.Option(
+        "--residual", help="Also write 'residual': the mixture minus all sources.")] = False,
+    stems: Annotated[Optional[str], typer.Option(  # noqa: UP007 - typer needs Optional here
+        help="Comma-separated sources to write, e.g. vocals,drums (all are still separated "
+        "jointly).", show_default="all")] = None,
+    device: Annotated[str, typer.Option(
+        envvar="CUMX_DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = _INF.device,
+    chunk: Annotated[float, typer.Option(help="Chunk length in seconds.")] = _INF.chunk_seconds,
+    overlap: Annotated[float, typer.Option(help="Cross-fade between chunks, in seconds.")] = _INF.overlap_seconds,
+    batch_size: Annotated[int, typer.Option(
+        help="Chunks per batch (0: 1 on CPU, 4 on GPU).", min=0)] = _INF.batch_size,
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.wav,
+    dtype: Annotated[Dtype, typer.Option(help="Sample type of wav/flac output.")] = Dtype.int16,
+    clip: Annotated[Clip, typer.Option(
+        help="rescale: one gain for all stems of a track, only if a stem exceeds full scale; "
+        "clamp: clip samples; none: leave float32 untouched.")] = Clip.rescale,
+    sample_rate: Annotated[Optional[int], typer.Option(  # noqa: UP007
+        help="Output sample rate in Hz.", show_default="the input's")] = None,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="Skip inputs whose stems all exist already.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per input on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Tracebacks and debug logs.")] = False,
+) -> None:
+    """Separate audio files into stems: OUTPUT/<track>/<source>.<ext>.
+
+    Exit status: 0 when every input succeeded or was skipped; 1 when any failed (the others are still processed); 2 for usage errors.
+    """
+    from cumx_cli.engine.checkpoint import resolve_model
+    from cumx_cli.engine.inference.pipeline import OutputSpec, collect_inputs, separate_files
+    from cumx_cli.engine.inference.separator import Separator
+
+    State.quiet = State.quiet or quiet
+    if verbose:
+        setup_logging(True)
+    inference = InferenceConfig(chunk_seconds=chunk, overlap_seconds=overlap, batch_size=batch_size,
+                                niter=niter, softmask=softmask, residual=residual, device=device)
+    spec = OutputSpec(outdir=output, template=filename, fmt=fmt.value, dtype=dtype.value,
+                      clip=clip.value, sample_rate=sample_rate, stems=_parse_stems(stems),
+                      skip_existing=skip_existing)
+    items = collect_inputs(inputs)
+    if not items:
+        raise ConfigError("no audio files found in the given folder(s)")
+
+    separator = Separator(resolve_model(model), inference)
+    info_line(f"model {model} ({', '.join(separator.sources)}) on {separator.device}; "
+              f"{len(items)} input(s) -> {output}")
+    progress = None
+    if stderr.is_terminal and not State.quiet:
+        progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                            TextColumn("{task.completed}/{task.total} chunks"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=stderr,
+                            transient=True)
+    events = _CliEvents(progress, as_json)
+    if progress is not None:
+        with progress:
+            results = separate_files(separator, items, spec, events)
+    else:
+        results = separate_files(separator, items, spec, events)
+    failed = sum(r.status == "error" for r in results)
+    if failed and len(results) > 1:
+        error_line(f"{failed} of {len(results)} input(s) failed")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)

@@ -1,0 +1,1 @@
+"""Audio I/O: decoding, encoding, resampling and channel handling (the only soundfile user)."""

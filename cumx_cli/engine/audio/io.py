@@ -1,0 +1,229 @@
+"""Reading and writing audio files with soundfile (libsndfile): WAV, FLAC, OGG and MP3.
+
+Reading is streamed in blocks and validated on the way (channel count, NaN/infinite samples,
+truncation), so a file of any length is never held in memory at once. Writing goes to a hidden
+temporary file in the destination folder that is renamed to the final name only when complete,
+so a killed run never leaves a half-written file at a final path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from cumx_cli.engine.errors import AudioIOError
+
+OutputFormat = Literal["wav", "flac", "mp3"]
+SampleType = Literal["int16", "int24", "float32"]
+
+#: Suffixes searched for when a folder is given as input.
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".oga", ".opus"})
+
+_SUBTYPES: dict[tuple[str, str], str] = {
+    ("wav", "int16"): "PCM_16",
+    ("wav", "int24"): "PCM_24",
+    ("wav", "float32"): "FLOAT",
+    ("flac", "int16"): "PCM_16",
+    ("flac", "int24"): "PCM_24",
+}
+_CONTAINERS = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3"}
+_SHOULD_BE = re.compile(r"^data\s*:\s*\d+\s*\(should be", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, read from its header."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _open(path: Path) -> sf.SoundFile:
+    if not path.exists():
+        raise AudioIOError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioIOError(f"{path}: is a folder, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioIOError(f"{path}: permission denied (the file is not readable)")
+    if path.stat().st_size == 0:
+        raise AudioIOError(f"{path}: the file is empty")
+    try:
+        with _quiet_native_stderr():
+            return sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioIOError(f"{path}: not a readable audio file (unknown format, or corrupt)") from exc
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what the C decoders print straight to file descriptor 2 (libmpg123's "Note: ..."
+    lines on a damaged MP3): cumx reports each problem itself, in one line."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def probe(path: Path) -> AudioInfo:
+    """Read and validate a file's header.
+
+    Raises:
+        AudioIOError: missing, unreadable, empty, undecodable, truncated (WAV), no samples,
+            or more than two channels.
+    """
+    with _open(path) as f:
+        info = AudioInfo(path=path, sample_rate=int(f.samplerate), channels=int(f.channels),
+                         frames=int(f.frames))
+        if f.format in ("WAV", "WAVEX", "RF64") and _SHOULD_BE.search(f.extra_info or ""):
+            raise AudioIOError(f"{path}: the file is truncated (its header promises more audio "
+                               "than the file holds)")
+    if info.channels > 2:
+        raise AudioIOError(
+            f"{path}: has {info.channels} channels; only mono and stereo are supported "
+            "(downmix first, e.g. ffmpeg -i IN -ac 2 OUT.wav)"
+        )
+    if info.frames <= 0:
+        raise AudioIOError(f"{path}: contains no audio samples")
+    return info
+
+
+def read_blocks(info: AudioInfo, block_frames: int = 1 << 18) -> Iterator[torch.Tensor]:
+    """Yield the file's samples in blocks, checking for NaN/inf and truncation.
+
+    Shapes:
+        yields: (channel, time) float32
+    """
+    read = 0
+    with _open(info.path) as f:
+        while read < info.frames:
+            try:
+                with _quiet_native_stderr():
+                    data = f.read(min(block_frames, info.frames - read), dtype="float32",
+                                  always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioIOError(f"{info.path}: decoding failed after {read / info.sample_rate:.1f} s "
+                                   f"(the file is probably truncated or corrupt: {exc})") from exc
+            if data.shape[0] == 0:
+                raise AudioIOError(
+                    f"{info.path}: the file is truncated (header promises {info.frames} samples, "
+                    f"only {read} could be decoded)"
+                )
+            if not np.isfinite(data).all():
+                bad = int(np.argmax(~np.isfinite(data).all(axis=1)))
+                raise AudioIOError(f"{info.path}: contains NaN or infinite samples "
+                                   f"(first at {(read + bad) / info.sample_rate:.3f} s)")
+            read += data.shape[0]
+            yield torch.from_numpy(np.ascontiguousarray(data.T))
+
+
+def read_audio(path: Path) -> tuple[torch.Tensor, int]:
+    """Read a whole file. Returns ``(waveform (channel, time) float32, sample_rate)``."""
+    info = probe(Path(path))
+    return torch.cat(list(read_blocks(info)), dim=-1), info.sample_rate
+
+
+def subtype_for(fmt: OutputFormat, dtype: SampleType) -> str:
+    """libsndfile subtype for a format and sample type; MP3 ignores the sample type."""
+    if fmt == "mp3":
+        return "MPEG_LAYER_III"
+    try:
+        return _SUBTYPES[(fmt, dtype)]
+    except KeyError:
+        raise AudioIOError(f"{fmt} cannot store {dtype} samples; use --dtype int16 or int24") from None
+
+
+def temp_path_for(final: Path) -> Path:
+    """Hidden temporary name in the same folder (so the final rename is atomic)."""
+    return final.with_name(f".{final.name}.{os.getpid()}.part")
+
+
+class AudioWriter:
+    """Write a file block by block to a temporary name; :meth:`commit` renames it into place.
+
+    Integer formats are always clamped to [-1, 1] before encoding: libsndfile would otherwise
+    wrap out-of-range floats around. Use as a context manager: leaving it without
+    :meth:`commit` (an error) deletes the temporary file.
+    """
+
+    def __init__(self, final: Path, sample_rate: int, channels: int, fmt: OutputFormat,
+                 dtype: SampleType) -> None:
+        self.final = final
+        self.tmp = temp_path_for(final)
+        self.clamp = fmt == "mp3" or dtype != "float32"
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
+                                      subtype=subtype_for(fmt, dtype), format=_CONTAINERS[fmt])
+        except OSError as exc:
+            raise AudioIOError(f"{final.parent}: cannot write there ({exc.strerror or exc})") from exc
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise AudioIOError(f"{final}: cannot create a {fmt} file at {sample_rate} Hz "
+                               f"({exc}); try --format flac or --sample-rate 44100") from exc
+
+    def write(self, block: torch.Tensor) -> None:
+        """Append samples. Shapes: block (channel, time) float."""
+        data = block.detach().to(torch.float32).T.numpy()
+        if self.clamp:
+            data = np.clip(data, -1.0, 1.0)
+        try:
+            self._file.write(np.ascontiguousarray(data))
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise AudioIOError(f"{self.final}: writing failed ({exc})") from exc
+
+    def commit(self) -> None:
+        self._file.close()
+        try:
+            os.replace(self.tmp, self.final)
+        except OSError as exc:
+            raise AudioIOError(f"{self.final}: cannot move the finished file into place "
+                               f"({exc.strerror or exc})") from exc
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            try:
+                self._file.close()
+            except (sf.LibsndfileError, RuntimeError, OSError):
+                pass
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None or not self._file.closed:
+            self.abort()
+
+
+def write_audio(path: Path, waveform: torch.Tensor, sample_rate: int, fmt: OutputFormat = "wav",
+                dtype: SampleType = "float32") -> None:
+    """Write a whole waveform (channel, time) atomically."""
+    with AudioWriter(Path(path), sample_rate, waveform.shape[0], fmt, dtype) as w:
+        w.write(waveform)
+        w.commit()

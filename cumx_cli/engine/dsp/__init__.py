@@ -1,0 +1,1 @@
+"""Signal processing: STFT/iSTFT and the multichannel Wiener filter."""

@@ -1,0 +1,1 @@
+"""Inference: chunk planning, the batched separator and the streaming file pipeline."""

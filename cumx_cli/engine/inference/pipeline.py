@@ -1,0 +1,363 @@
+"""Separate audio files to stem files, streaming: memory stays flat whatever the track length.
+
+Per input file:
+
+1. the header is checked (:func:`cumx_cli.engine.audio.io.probe`);
+2. samples are decoded in blocks, resampled exactly to the model's rate
+   (:class:`StreamResampler`) and given the model's channel count;
+3. the separator pulls fixed-size chunks, batches them (across files too) and hands each
+   chunk's stems back; the cross-faded samples that are final go to a raw float32 scratch file
+   per stem, while the peak level is tracked;
+4. when the last chunk is in, each stem is read back, resampled to the output rate, scaled by
+   the clip policy, encoded to a temporary name and renamed into place.
+
+Scratch and temporary files are hidden (``.<name>.<pid>.raw`` / ``.part``) beside the final
+file and removed on failure, so no half-written stem ever sits at a final path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from cumx_cli.engine.audio.io import (
+    AUDIO_SUFFIXES,
+    AudioInfo,
+    AudioWriter,
+    OutputFormat,
+    SampleType,
+    probe,
+    read_blocks,
+    subtype_for,
+)
+from cumx_cli.engine.audio.resample import StreamResampler, resampled_length
+from cumx_cli.engine.config import DEFAULT_TEMPLATE
+from cumx_cli.engine.errors import AudioIOError, ConfigError, CumxError
+from cumx_cli.engine.inference.chunking import OverlapAdd
+from cumx_cli.engine.inference.separator import Separator
+
+log = logging.getLogger(__name__)
+
+ClipMode = Literal["rescale", "clamp", "none"]
+Status = Literal["ok", "error", "skipped"]
+_FIELDS = ("track", "source", "ext")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where and how stems are written.
+
+    ``clip``: ``rescale`` divides every stem of a track by one common factor,
+    ``max(1, 1.01 * peak)`` over the written stems, so nothing clips and the stems keep their
+    relative levels (and still sum to the scaled mixture); it changes nothing when no stem
+    exceeds full scale. ``clamp`` clips samples to [-1, 1]. ``none`` leaves float32 output
+    untouched; integer and MP3 output is always clamped, since the encoder would wrap around.
+    """
+
+    outdir: Path = Path("separated")
+    template: str = DEFAULT_TEMPLATE
+    fmt: OutputFormat = "wav"
+    dtype: SampleType = "int16"
+    clip: ClipMode = "rescale"
+    sample_rate: int | None = None
+    stems: tuple[str, ...] | None = None
+    skip_existing: bool = False
+
+    def __post_init__(self) -> None:
+        check_template(self.template)
+        subtype_for(self.fmt, self.dtype)  # raises for impossible combinations (flac + float32)
+        if self.sample_rate is not None and self.sample_rate <= 0:
+            raise ConfigError(f"--sample-rate must be positive, got {self.sample_rate}")
+
+
+@dataclass
+class TrackResult:
+    """What happened to one input; ``outputs`` maps each written source to its file."""
+
+    input: Path
+    status: Status
+    outputs: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "input": str(self.input),
+            "outputs": {k: str(v) for k, v in self.outputs.items()},
+            "seconds": round(self.seconds, 3),
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+class Events:
+    """Progress hooks; the default does nothing. The CLI overrides them to draw progress bars."""
+
+    def track_started(self, path: Path, num_chunks: int) -> None: ...
+
+    def chunk_done(self, path: Path) -> None: ...
+
+    def track_finished(self, result: TrackResult) -> None: ...
+
+
+def check_template(template: str) -> None:
+    """Reject a filename template that is not usable for every source."""
+    import string
+
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ConfigError(f"--filename {template!r} is not a valid template ({exc})") from exc
+    unknown = sorted(names - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"--filename {template!r} uses unknown field(s) {', '.join(unknown)}; "
+                          "the fields are {track}, {source} and {ext}")
+    if "source" not in names:
+        raise ConfigError(f"--filename {template!r} must contain {{source}}, or every stem "
+                          "would get the same name")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input and the track name used in output paths (relative path for folder inputs)."""
+
+    path: Path
+    track: str
+
+
+def collect_inputs(paths: Iterable[Path]) -> list[InputFile]:
+    """Expand folders recursively to their audio files (sorted); keep files as given.
+
+    A path that does not exist is kept, so that it is reported as a failed input.
+    """
+    found: list[InputFile] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+                           and not p.name.startswith("."))
+            found.extend(InputFile(p, p.relative_to(path).with_suffix("").as_posix()) for p in files)
+        else:
+            found.append(InputFile(path, path.stem))
+    return found
+
+
+def output_paths(item: InputFile, sources: Iterable[str], spec: OutputSpec) -> dict[str, Path]:
+    """Final output path of each source for one input."""
+    return {src: spec.outdir / spec.template.format(track=item.track, source=src, ext=spec.fmt)
+            for src in sources}
+
+
+def _to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Duplicate mono or average stereo so that ``x`` (..., channel, time) has ``channels``."""
+    if x.shape[-2] == channels:
+        return x
+    if x.shape[-2] == 1:
+        return x.expand(*x.shape[:-2], channels, x.shape[-1])
+    return x.mean(dim=-2, keepdim=True)
+
+
+class _FileTrack:
+    """A :class:`TrackJob` that streams one file in and its stems out."""
+
+    def __init__(self, item: InputFile, info: AudioInfo, outputs: dict[str, Path],
+                 separator: Separator, spec: OutputSpec, events: Events) -> None:
+        self.item, self.info, self.outputs = item, info, outputs
+        self.separator, self.spec, self.events = separator, spec, events
+        self.model_rate = separator.sample_rate
+        self.plan = separator.plan(resampled_length(info.frames, info.sample_rate, self.model_rate))
+        self.failed = False
+        self.result: TrackResult | None = None
+        self.started = time.perf_counter()
+        self._blocks: Iterator[torch.Tensor] | None = read_blocks(info)
+        self._resampler = StreamResampler(info.sample_rate, self.model_rate)
+        self._buf = torch.zeros(separator.num_channels, 0)
+        self._buf_start = 0
+        self._ola = OverlapAdd(self.plan)
+        self._indices = [separator.sources.index(s) for s in outputs]
+        self._peak = 0.0
+        self._raw = {src: path.with_name(f".{path.name}.{_pid()}.raw") for src, path in outputs.items()}
+        self._raw_files = {}
+        try:
+            for src, raw in self._raw.items():
+                raw.parent.mkdir(parents=True, exist_ok=True)
+                self._raw_files[src] = raw.open("wb")
+        except OSError as exc:
+            self._cleanup()
+            raise AudioIOError(f"{outputs[next(iter(outputs))].parent}: cannot write there "
+                               f"({exc.strerror or exc})") from exc
+
+    # -- input side --
+
+    def _pull(self) -> bool:
+        """Decode, resample and append one more block; False at the end of the file."""
+        if self._blocks is None:
+            return False
+        try:
+            block = next(self._blocks)
+            out = self._resampler.push(block)
+        except StopIteration:
+            self._blocks = None
+            out = self._resampler.push(torch.zeros(self.info.channels, 0), final=True)
+        self._buf = torch.cat([self._buf, _to_channels(out, self.separator.num_channels)], dim=-1)
+        return True
+
+    def read_chunk(self, index: int) -> torch.Tensor:
+        start = self.plan.starts[index]
+        end = start + self.plan.size
+        while self._buf_start + self._buf.shape[-1] < end and self._pull():
+            pass
+        chunk = self._buf[:, start - self._buf_start : end - self._buf_start]
+        if chunk.shape[-1] != self.plan.size:
+            raise AudioIOError(f"{self.item.path}: the file ended early (truncated?)")
+        keep = self.plan.starts[index + 1] if index + 1 < len(self.plan) else end
+        self._buf = self._buf[:, keep - self._buf_start :].clone()
+        self._buf_start = keep
+        return chunk
+
+    # -- output side --
+
+    def add_output(self, index: int, output: torch.Tensor) -> None:
+        done = self._ola.add(output[self._indices])  # (written source, model channel, n)
+        done = _to_channels(done, self.info.channels)
+        if done.numel():
+            self._peak = max(self._peak, float(done.abs().max()))
+        try:
+            for src, stem in zip(self.outputs, done):
+                stem.T.contiguous().numpy().tofile(self._raw_files[src])
+        except OSError as exc:
+            raise AudioIOError(f"{self.outputs[src]}: writing failed ({exc.strerror or exc})") from exc
+        self.events.chunk_done(self.item.path)
+        if index == len(self.plan) - 1:
+            self._finish()
+
+    def _finish(self) -> None:
+        for f in self._raw_files.values():
+            f.close()
+        scale = 1.0
+        if self.spec.clip == "rescale":
+            scale = 1.0 / max(1.0, 1.01 * self._peak)
+        out_rate = self.spec.sample_rate or self.info.sample_rate
+        for src, final in self.outputs.items():
+            self._encode(self._raw[src], final, out_rate, scale)
+            self._raw[src].unlink(missing_ok=True)
+        self.result = TrackResult(self.item.path, "ok", dict(self.outputs),
+                                  time.perf_counter() - self.started)
+        self.events.track_finished(self.result)
+
+    def _encode(self, raw: Path, final: Path, out_rate: int, scale: float) -> None:
+        channels = self.info.channels
+        resampler = StreamResampler(self.model_rate, out_rate)
+        frames_per_block = 1 << 18
+        with AudioWriter(final, out_rate, channels, self.spec.fmt, self.spec.dtype) as writer, \
+                raw.open("rb") as f:
+            while True:
+                data = np.fromfile(f, dtype=np.float32, count=frames_per_block * channels)
+                last = data.size < frames_per_block * channels
+                block = torch.from_numpy(data.reshape(-1, channels).T.copy())
+                block = resampler.push(block, final=last) * scale
+                if self.spec.clip == "clamp":
+                    block = block.clamp(-1.0, 1.0)
+                writer.write(block)
+                if last:
+                    break
+            writer.commit()
+
+    def fail(self, error: CumxError) -> None:
+        self.failed = True
+        self._cleanup()
+        self.result = TrackResult(self.item.path, "error", {}, time.perf_counter() - self.started,
+                                  str(error))
+        self.events.track_finished(self.result)
+
+    def _cleanup(self) -> None:
+        for f in self._raw_files.values():
+            f.close()
+        for raw in self._raw.values():
+            raw.unlink(missing_ok=True)
+        self._blocks = None
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSpec,
+                   events: Events | None = None) -> list[TrackResult]:
+    """Separate every input to stem files; a failing input does not stop the others.
+
+    Returns one :class:`TrackResult` per input, in input order.
+    """
+    events = events or Events()
+    sources = spec.stems or separator.sources
+    unknown = [s for s in sources if s not in separator.sources]
+    if unknown:
+        raise ConfigError(f"unknown stem(s) {', '.join(unknown)}; this model has "
+                          f"{', '.join(separator.sources)}")
+    results: dict[int, TrackResult] = {}
+    claimed: dict[Path, Path] = {}
+    input_paths = {_real(i.path) for i in inputs}
+    open_tracks: list[_FileTrack] = []
+
+    def report(n: int, result: TrackResult) -> None:
+        results[n] = result
+        events.track_finished(result)
+
+    def tracks() -> Iterator[_FileTrack]:
+        for n, item in enumerate(inputs):
+            try:
+                outputs = output_paths(item, sources, spec)
+                _check_outputs(item, outputs, input_paths, claimed)
+                if spec.skip_existing and all(p.exists() for p in outputs.values()):
+                    report(n, TrackResult(item.path, "skipped", outputs))
+                    continue
+                info = probe(item.path)
+                track = _FileTrack(item, info, outputs, separator, spec, events)
+            except CumxError as exc:
+                report(n, TrackResult(item.path, "error", error=str(exc)))
+                continue
+            track.index = n  # type: ignore[attr-defined]
+            open_tracks.append(track)
+            events.track_started(item.path, len(track.plan))
+            yield track
+
+    try:
+        separator.run(tracks())
+    finally:
+        for track in open_tracks:
+            if track.result is None:  # interrupted: leave nothing behind
+                track._cleanup()
+    for track in open_tracks:
+        if track.result is not None:
+            results[track.index] = track.result  # type: ignore[attr-defined]
+    return [results[n] for n in sorted(results)]
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def _check_outputs(item: InputFile, outputs: dict[str, Path], inputs: set[Path],
+                   claimed: dict[Path, Path]) -> None:
+    for path in outputs.values():
+        real = _real(path)
+        if real in inputs:
+            raise ConfigError(f"{item.path}: output {path} would overwrite an input file; "
+                              "choose another -o/--output or --filename")
+        if real in claimed and claimed[real] != item.path:
+            raise ConfigError(f"{item.path}: output {path} is also the output of {claimed[real]}; "
+                              "use a --filename template that keeps them apart")
+    for path in outputs.values():
+        claimed[_real(path)] = item.path

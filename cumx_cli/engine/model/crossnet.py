@@ -1,0 +1,113 @@
+"""CrossNet-Open-Unmix (X-UMX, "cUMX") and plain Open-Unmix in one module.
+
+Sawata et al., "All for One and One for All: Improving Music Separation by Bridging Networks",
+ICASSP 2021. Each source has Open-Unmix's network (Stöter et al. 2019): input scaling, a dense
+encoder with batch norm and tanh, a multi-layer BLSTM with a skip connection, and a two-layer
+dense decoder producing a non-negative mask. X-UMX adds two averaging operators (spec §1.3):
+
+* bridge 1: the LSTM of every source runs on the *average* of the encoder outputs;
+* bridge 2: the decoders run on the *average* of the skip concatenations ``[h_j, LSTM_j]``,
+  where ``h_j`` is the source's *own* (un-averaged) encoder output.
+
+With ``bridge=False`` the averages are skipped and each source's network is exactly Open-Unmix.
+The parameter names of :class:`SourceNet` are Open-Unmix's (``fc1``, ``bn1``, ``lstm``, ...), so
+an Open-Unmix target state dict loads into one source unchanged.
+
+The model sees magnitudes only and never computes an STFT: the separator owns the transforms.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cumx_cli.engine.config import ModelConfig
+from cumx_cli.engine.shapes import check_shape
+
+
+class SourceNet(nn.Module):
+    """One source's Open-Unmix blocks and its input/output scaling.
+
+    ``input_mean`` stores minus the per-bin mean and ``input_scale`` one over the per-bin std of
+    the training magnitudes (cropped to ``max_bin``); ``output_mean`` starts at ones (spec §1.2).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        hidden = config.hidden_size
+        self.max_bin = config.max_bin
+        self.num_bins = config.num_bins
+        self.num_channels = config.num_channels
+        self.fc1 = nn.Linear(config.max_bin * config.num_channels, hidden, bias=False)
+        self.bn1 = nn.BatchNorm1d(hidden)
+        self.lstm = nn.LSTM(
+            input_size=hidden,
+            hidden_size=hidden // 2 if config.bidirectional else hidden,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            batch_first=False,
+            dropout=0.4 if config.num_layers > 1 else 0.0,
+        )
+        self.fc2 = nn.Linear(hidden * 2, hidden, bias=False)
+        self.bn2 = nn.BatchNorm1d(hidden)
+        self.fc3 = nn.Linear(hidden, config.num_bins * config.num_channels, bias=False)
+        self.bn3 = nn.BatchNorm1d(config.num_bins * config.num_channels)
+        self.input_mean = nn.Parameter(torch.zeros(config.max_bin))
+        self.input_scale = nn.Parameter(torch.ones(config.max_bin))
+        self.output_scale = nn.Parameter(torch.ones(config.num_bins))
+        self.output_mean = nn.Parameter(torch.ones(config.num_bins))
+
+    def encode(self, mag: torch.Tensor) -> torch.Tensor:
+        """Frames-first magnitudes (frame, batch, channel, freq) to features (frame, batch, hidden)."""
+        frames, batch = mag.shape[:2]
+        x = (mag[..., : self.max_bin] + self.input_mean) * self.input_scale
+        x = self.bn1(self.fc1(x.reshape(frames * batch, -1)))
+        return torch.tanh(x).reshape(frames, batch, -1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Skip features (frame, batch, 2*hidden) to a mask (frame, batch, channel, freq)."""
+        frames, batch = z.shape[:2]
+        x = torch.relu(self.bn2(self.fc2(z.reshape(frames * batch, -1))))
+        x = self.bn3(self.fc3(x)).reshape(frames, batch, self.num_channels, self.num_bins)
+        return torch.relu(x * self.output_scale + self.output_mean)
+
+
+class CrossUMX(nn.Module):
+    """Mixture magnitudes to one non-negative mask per source.
+
+    Dropout between LSTM layers and batch statistics are active only in training mode;
+    inference uses the running statistics (call ``.eval()``).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.nets = nn.ModuleDict({name: SourceNet(config) for name in config.sources})
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.config.sources
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        """Masks for every source.
+
+        Shapes:
+            mag:     (batch, channel, freq, frame), the mixture magnitude, all ``n_fft//2+1`` bins
+            returns: (batch, source, channel, freq, frame), masks >= 0 (unbounded above)
+        """
+        check_shape(mag, ("batch", "channel", "freq", "frame"),
+                    channel=self.config.num_channels, freq=self.config.num_bins)
+        x = mag.permute(3, 0, 1, 2)  # frames first for the LSTM: (frame, batch, channel, freq)
+        nets = list(self.nets.values())
+        hs = [net.encode(x) for net in nets]
+        if self.config.bridge:
+            mean_h = torch.stack(hs).mean(dim=0)
+            zs = [torch.cat([h, net.lstm(mean_h)[0]], dim=-1) for h, net in zip(hs, nets)]
+            mean_z = torch.stack(zs).mean(dim=0)
+            decoded = (net.decode(mean_z) for net in nets)
+        else:
+            decoded = (net.decode(torch.cat([h, net.lstm(h)[0]], dim=-1)) for h, net in zip(hs, nets))
+        masks = mag.new_empty(mag.shape[0], len(nets), *mag.shape[1:])
+        for j, mask in enumerate(decoded):  # each (frame, batch, channel, freq)
+            masks[:, j] = mask.permute(1, 2, 3, 0)
+        return masks
