@@ -23,6 +23,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ _HASH_SUFFIX = re.compile(r"^(?P<name>.+?)-(?P<hash>[0-9a-f]{8,64})$")
 
 def _torch_load(path: Path) -> Any:
     try:
-        with torch.serialization.safe_globals(_ASTEROID_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(_ASTEROID_SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": not the user's concern
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" in str(exc):
@@ -56,7 +58,7 @@ def _torch_load(path: Path) -> Any:
                 "only plain tensors are accepted"
             ) from exc
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({exc})") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises anything (KeyError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a PyTorch checkpoint or it is damaged ({first})") from exc
 

@@ -17,17 +17,17 @@ from cumx_cli.engine.errors import ShapeError
 class STFT(nn.Module):
     """Waveforms to complex spectrograms and back.
 
-    The window is a non-persistent buffer: it follows ``.to(device)`` but is never stored in a
-    checkpoint (it is always the periodic Hann window).
+    The window is always the periodic Hann window, made in the input's dtype and device (so a
+    float64 input gets an exact float64 window); it is never stored in a checkpoint.
     """
-
-    window: torch.Tensor
 
     def __init__(self, n_fft: int = 4096, hop_length: int = 1024) -> None:
         super().__init__()
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+
+    def _window(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.hann_window(self.n_fft, periodic=True, dtype=like.dtype, device=like.device)
 
     def min_length(self) -> int:
         """The shortest input the reflect padding accepts."""
@@ -49,7 +49,7 @@ class STFT(nn.Module):
             waveform.reshape(-1, waveform.shape[-1]),
             n_fft=self.n_fft,
             hop_length=self.hop_length,
-            window=self.window.to(waveform.dtype),
+            window=self._window(waveform),
             center=True,
             pad_mode="reflect",
             normalized=False,
@@ -70,7 +70,7 @@ class STFT(nn.Module):
             spec.reshape(-1, *spec.shape[-2:]),
             n_fft=self.n_fft,
             hop_length=self.hop_length,
-            window=self.window.to(spec.real.dtype),
+            window=self._window(spec.real),
             center=True,
             normalized=False,
             onesided=True,

@@ -1,0 +1,574 @@
+"""``cumx separate`` end to end, through the CLI (CliRunner in process; subprocess where the
+real process matters): output layout and formats, options, exit codes, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from cumx_cli.app import app
+from cumx_cli.console import State
+from cumx_cli.engine.audio import io as audio_io
+from cumx_cli.engine.errors import AudioIOError
+
+from tests.conftest import RATE, music
+
+SOURCES = ("bass", "drums", "vocals", "other")
+JSON_KEYS = {"input", "outputs", "seconds", "status", "error"}
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@pytest.fixture(autouse=True)
+def _cwd_and_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Run every test in its tmp_path (relative paths keep messages short), and reset the
+    CLI's process-wide flags: ``--verbose`` is sticky in ``State`` within one process."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(State, "verbose", False)
+    monkeypatch.setattr(State, "quiet", False)
+
+
+@pytest.fixture
+def model(tiny_model_path: Path) -> str:
+    return str(tiny_model_path)
+
+
+def cumx(*args: object):  # -> typer.testing.Result
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def show(result) -> str:
+    """Everything the command printed, for assertion messages."""
+    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
+
+
+def stem_paths(out: Path, track: str, ext: str = "wav",
+               sources: tuple[str, ...] = SOURCES) -> dict[str, Path]:
+    return {s: out / track / f"{s}.{ext}" for s in sources}
+
+
+def files_under(root: Path) -> set[str]:
+    """Every file below ``root`` (hidden ones included), as relative posix paths."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Hidden scratch/temporary files that must never survive a run."""
+    if not root.exists():
+        return []
+    return sorted([*root.rglob(".*.part"), *root.rglob(".*.raw")])
+
+
+def json_lines(result) -> list[dict]:
+    lines = result.stdout.splitlines()
+    objs = [json.loads(line) for line in lines]
+    for obj in objs:
+        assert isinstance(obj, dict) and set(obj) == JSON_KEYS, obj
+    return objs
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def write_wav(path: Path, data: np.ndarray, rate: int = RATE, subtype: str = "PCM_16",
+              **kwargs: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, rate, subtype=subtype, **kwargs)
+    return path
+
+
+# -- output layout and formats --------------------------------------------------------------
+
+
+def test_writes_four_stems_with_input_rate_channels_and_length(model: str, song: Path) -> None:
+    result = cumx("separate", "in/song.wav", "-o", "out", "-m", model)
+    assert result.exit_code == 0, show(result)
+    assert files_under(Path("out")) == {f"song/{s}.wav" for s in SOURCES}
+    for path in stem_paths(Path("out"), "song").values():
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames) == (RATE, 2, sf.info(song).frames)
+        assert info.subtype == "PCM_16"
+    assert "Traceback" not in result.output
+
+
+def test_default_output_folder_is_separated_in_cwd(model: str, song: Path, tmp_path: Path) -> None:
+    result = cumx("separate", "in/song.wav", "-m", model)
+    assert result.exit_code == 0, show(result)
+    assert files_under(tmp_path / "separated") == {f"song/{s}.wav" for s in SOURCES}
+
+
+def test_mono_input_gives_mono_stems(model: str) -> None:
+    src = write_wav(Path("in/mono.wav"), music(2.0, channels=1)[:, 0])
+    result = cumx("separate", src, "-o", "out", "-m", model)
+    assert result.exit_code == 0, show(result)
+    for path in stem_paths(Path("out"), "mono").values():
+        info = sf.info(path)
+        assert (info.channels, info.samplerate, info.frames) == (1, RATE, sf.info(src).frames)
+
+
+def test_48k_flac_input_gives_48k_stems(model: str) -> None:
+    src = write_wav(Path("in/hi.flac"), music(2.0, rate=48000), rate=48000)
+    result = cumx("separate", src, "-o", "out", "-m", model)
+    assert result.exit_code == 0, show(result)
+    assert files_under(Path("out")) == {f"hi/{s}.wav" for s in SOURCES}
+    for path in stem_paths(Path("out"), "hi").values():
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.frames) == (48000, 2, 96000)
+
+
+def test_sample_rate_option_resamples_output(model: str, song: Path) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, "--sample-rate", "22050")
+    assert result.exit_code == 0, show(result)
+    expected = sf.info(song).frames * 22050 / RATE
+    for path in stem_paths(Path("out"), "song").values():
+        info = sf.info(path)
+        assert info.samplerate == 22050
+        assert abs(info.frames - expected) <= 1, (info.frames, expected)
+
+
+@pytest.mark.parametrize(("args", "ext", "container", "subtype"), [
+    (("--format", "flac"), "flac", "FLAC", "PCM_16"),
+    (("--format", "mp3"), "mp3", "MP3", "MPEG_LAYER_III"),
+    (("--dtype", "int24"), "wav", "WAV", "PCM_24"),
+    (("--dtype", "float32"), "wav", "WAV", "FLOAT"),
+    (("--format", "flac", "--dtype", "int24"), "flac", "FLAC", "PCM_24"),
+], ids=["flac", "mp3", "int24", "float32", "flac-int24"])
+def test_format_and_dtype(model: str, song: Path, args: tuple[str, ...], ext: str,
+                          container: str, subtype: str) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, *args)
+    assert result.exit_code == 0, show(result)
+    assert files_under(Path("out")) == {f"song/{s}.{ext}" for s in SOURCES}
+    for path in stem_paths(Path("out"), "song", ext).values():
+        info = sf.info(path)
+        assert (info.format, info.subtype, info.samplerate, info.channels) == (container, subtype, RATE, 2)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: flac+float32 raises AudioIOError (exit 1), not a "
+                   "usage error (subtype_for in engine/audio/io.py, called from OutputSpec)")
+def test_flac_float32_is_a_usage_error(model: str, song: Path) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, "--dtype", "float32", "--format", "flac")
+    assert len(result.stderr.strip().splitlines()) == 1, show(result)
+    assert "float32" in result.stderr
+    assert not Path("out").exists()
+    assert result.exit_code == 2, show(result)
+
+
+# -- folders -----------------------------------------------------------------------------
+
+
+def test_folder_input_is_searched_recursively_keeping_sub_paths(model: str) -> None:
+    write_wav(Path("in/a/x.wav"), music(1.0))
+    write_wav(Path("in/b.flac"), music(1.0, seed=1))
+    write_wav(Path("in/a/deep/y.ogg"), music(1.0, seed=2), subtype="VORBIS", format="OGG")
+    Path("in/notes.txt").write_text("not audio\n")
+    Path("in/a/cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = cumx("separate", "in", "-o", "out", "-m", model, "--json")
+    assert result.exit_code == 0, show(result)
+    assert files_under(Path("out")) == {f"{t}/{s}.wav" for t in ("a/x", "b", "a/deep/y")
+                                        for s in SOURCES}
+    objs = json_lines(result)
+    assert sorted(o["input"] for o in objs) == sorted(
+        str(Path(p)) for p in ("in/a/x.wav", "in/b.flac", "in/a/deep/y.ogg"))
+    assert all(o["status"] == "ok" for o in objs)
+
+
+def test_folder_without_audio_is_a_usage_error(model: str) -> None:
+    Path("in").mkdir()
+    Path("in/readme.md").write_text("# nothing\n")
+    result = cumx("separate", "in", "-o", "out", "-m", model)
+    assert result.exit_code == 2, show(result)
+    assert len(error_lines(result)) == 1 and not Path("out").exists()
+
+
+# -- --filename, --stems -----------------------------------------------------------------------
+
+
+def test_filename_template(model: str, song: Path) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, "--filename", "{source}-{track}.{ext}")
+    assert result.exit_code == 0, show(result)
+    assert files_under(Path("out")) == {f"{s}-song.wav" for s in SOURCES}
+
+
+@pytest.mark.parametrize(("template", "mentions"), [
+    ("{track}.{ext}", "{source}"),
+    ("{track}/{source}-{bogus}.{ext}", "bogus"),
+    ("{track}/{source}.{ext", "{track}/{source}.{ext"),
+], ids=["no-source", "unknown-field", "malformed"])
+def test_bad_filename_template_is_a_usage_error(model: str, song: Path, template: str,
+                                                mentions: str) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, "--filename", template)
+    assert result.exit_code == 2, show(result)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and mentions in lines[0], show(result)
+    assert not Path("out").exists()
+
+
+def test_stems_writes_only_the_chosen_sources(model: str, song: Path) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, "--stems", "vocals,drums", "--json")
+    assert result.exit_code == 0, show(result)
+    assert files_under(Path("out")) == {"song/vocals.wav", "song/drums.wav"}
+    (obj,) = json_lines(result)
+    assert set(obj["outputs"]) == {"vocals", "drums"}
+
+
+def test_unknown_stem_is_a_usage_error(model: str, song: Path) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, "--stems", "vocals,kazoo")
+    assert result.exit_code == 2, show(result)
+    (line,) = error_lines(result)
+    assert "kazoo" in line
+    assert not leftovers(Path("out")) and not any(Path("out").rglob("*.wav"))
+
+
+# -- --skip-existing, --json ---------------------------------------------------------------------
+
+
+def test_skip_existing_leaves_files_alone(model: str, song: Path) -> None:
+    first = cumx("separate", song, "-o", "out", "-m", model, "--json")
+    assert first.exit_code == 0, show(first)
+    assert [o["status"] for o in json_lines(first)] == ["ok"]
+    paths = stem_paths(Path("out"), "song")
+    before = {s: (p.stat().st_mtime_ns, p.stat().st_ino) for s, p in paths.items()}
+
+    second = cumx("separate", song, "-o", "out", "-m", model, "--json", "--skip-existing")
+    assert second.exit_code == 0, show(second)
+    (obj,) = json_lines(second)
+    assert obj["status"] == "skipped" and obj["error"] is None
+    assert obj["outputs"] == {s: str(p) for s, p in paths.items()}
+    assert {s: (p.stat().st_mtime_ns, p.stat().st_ino) for s, p in paths.items()} == before
+
+    # without the flag, the stems are written again
+    third = cumx("separate", song, "-o", "out", "-m", model, "--json")
+    assert [o["status"] for o in json_lines(third)] == ["ok"]
+    assert {s: (p.stat().st_mtime_ns, p.stat().st_ino) for s, p in paths.items()} != before
+
+
+def test_json_is_one_object_per_input(model: str, song: Path) -> None:
+    result = cumx("separate", song, "nowhere.wav", "-o", "out", "-m", model, "--json")
+    assert result.exit_code == 1, show(result)
+    ok, bad = json_lines(result)
+    assert ok["input"] == str(song) and ok["status"] == "ok" and ok["error"] is None
+    assert ok["outputs"] == {s: str(p) for s, p in stem_paths(Path("out"), "song").items()}
+    assert all(Path(p).is_file() for p in ok["outputs"].values())
+    assert isinstance(ok["seconds"], float) and ok["seconds"] >= 0
+    assert bad["input"] == "nowhere.wav" and bad["status"] == "error" and bad["outputs"] == {}
+    assert "nowhere.wav" in bad["error"]
+
+
+# -- exit codes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("--niter", "-1"),
+    ("--overlap", "40"),
+    ("--chunk", "30", "--overlap", "30"),
+    ("--chunk", "0"),
+    ("--batch-size", "-2"),
+    ("--format", "ogg"),
+    ("--sample-rate", "0"),
+    ("--stems", ","),
+    ("--no-such-option",),
+], ids=["niter", "overlap>chunk", "overlap=chunk", "chunk0", "batch", "format", "rate0",
+        "stems-empty", "unknown-option"])
+def test_usage_errors_exit_2_and_write_nothing(model: str, song: Path, args: tuple[str, ...]) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, *args)
+    assert result.exit_code == 2, show(result)
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert not Path("out").exists()
+
+
+def test_never_overwrites_an_input(model: str, song: Path) -> None:
+    victim = Path("in/vocals.wav")
+    victim.write_bytes(song.read_bytes())
+    original = victim.read_bytes()
+    result = cumx("separate", victim, "-o", "in", "-m", model, "--filename", "{source}.{ext}")
+    assert result.exit_code == 1, show(result)
+    (line,) = error_lines(result)
+    assert "overwrite" in line and "vocals.wav" in line
+    assert victim.read_bytes() == original
+    assert files_under(Path("in")) == {"song.wav", "vocals.wav"}
+
+
+def test_two_inputs_with_the_same_outputs(model: str) -> None:
+    write_wav(Path("in/a/song.wav"), music(1.0))
+    write_wav(Path("in/b/song.wav"), music(1.0, seed=3))
+    result = cumx("separate", "in/a/song.wav", "in/b/song.wav", "-o", "out", "-m", model, "--json")
+    assert result.exit_code == 1, show(result)
+    assert [o["status"] for o in json_lines(result)] == ["ok", "error"]
+    assert files_under(Path("out")) == {f"song/{s}.wav" for s in SOURCES}
+
+
+# -- bad inputs ---------------------------------------------------------------------------------
+
+Case = Callable[[Path, Path], tuple[Path, str]]
+
+
+def _empty(bad: Path, song: Path) -> tuple[Path, str]:
+    (p := bad / "empty.wav").touch()
+    return p, p.name
+
+
+def _truncated(bad: Path, song: Path) -> tuple[Path, str]:
+    data = song.read_bytes()
+    (p := bad / "truncated.wav").write_bytes(data[: len(data) // 2])
+    return p, p.name
+
+
+def _text_mp3(bad: Path, song: Path) -> tuple[Path, str]:
+    (p := bad / "notaudio.mp3").write_text("this is a text file, not an mp3\n" * 20)
+    return p, p.name
+
+
+def _zero_frames(bad: Path, song: Path) -> tuple[Path, str]:
+    p = write_wav(bad / "noframes.wav", np.zeros((0, 2), np.float32))
+    return p, p.name
+
+
+def _with_value(value: float, name: str) -> Case:
+    def make(bad: Path, song: Path) -> tuple[Path, str]:
+        data = music(2.0)
+        data[int(1.5 * RATE), 1] = value
+        p = write_wav(bad / name, data, subtype="FLOAT")
+        return p, p.name
+    return make
+
+
+def _six_channels(bad: Path, song: Path) -> tuple[Path, str]:
+    p = write_wav(bad / "sixch.wav", np.tile(music(1.0), (1, 3)))
+    return p, p.name
+
+
+def _missing(bad: Path, song: Path) -> tuple[Path, str]:
+    return bad / "missing.wav", "missing.wav"
+
+
+def _unwritable_output(bad: Path, song: Path) -> tuple[Path, str]:
+    """A valid input whose output folder ``out/locked`` cannot be written: a read-only folder,
+    or, for root (who ignores permissions), a regular file standing where the folder goes."""
+    (p := bad / "locked.wav").write_bytes(song.read_bytes())
+    target = Path("out/locked")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if IS_ROOT:
+        target.write_text("a file, not a folder\n")
+    else:
+        target.mkdir()
+        target.chmod(0o500)
+    return p, "locked"
+
+
+_ABORTS = pytest.mark.xfail(
+    IS_ROOT, strict=True,
+    reason="bug: _FileTrack.__init__'s OSError handler calls _cleanup(), whose "
+           "raw.unlink(missing_ok=True) raises NotADirectoryError; the run aborts with "
+           "'unexpected NotADirectoryError' and later inputs are never processed")
+
+CORPUS = [
+    pytest.param(_empty, id="empty"),
+    pytest.param(_truncated, id="truncated"),
+    pytest.param(_text_mp3, id="text-as-mp3"),
+    pytest.param(_zero_frames, id="zero-frames"),
+    pytest.param(_with_value(float("nan"), "hasnan.wav"), id="nan"),
+    pytest.param(_six_channels, id="six-channels"),
+    pytest.param(_missing, id="missing"),
+    pytest.param(_unwritable_output, id="unwritable-output", marks=_ABORTS),
+    pytest.param(_with_value(float("inf"), "hasinf.wav"), id="inf"),
+    pytest.param(_with_value(float("-inf"), "hasneginf.wav"), id="neg-inf"),
+]
+
+
+@pytest.mark.parametrize("make_bad", CORPUS)
+def test_bad_input_fails_alone(model: str, song: Path, make_bad: Case) -> None:
+    Path("bad").mkdir()
+    bad, token = make_bad(Path("bad"), song)
+    out = Path("out")
+    try:
+        # the bad input first: the good one after it must still be processed
+        result = cumx("separate", bad, song, "-o", out, "-m", model, "--json")
+    finally:
+        if not IS_ROOT and (out / "locked").is_dir():
+            (out / "locked").chmod(0o700)
+    assert result.exit_code == 1, show(result)
+    assert "Traceback" not in result.output
+    mentions = [line for line in result.stderr.splitlines() if token in line]
+    assert len(mentions) == 1 and mentions[0].startswith("error:"), show(result)
+    assert error_lines(result) == [mentions[0], "error: 1 of 2 input(s) failed"], show(result)
+
+    first, second = json_lines(result)
+    assert (first["input"], first["status"], first["outputs"]) == (str(bad), "error", {})
+    assert token in first["error"]
+    assert (second["input"], second["status"]) == (str(song), "ok")
+
+    for path in stem_paths(out, "song").values():
+        assert sf.info(path).frames == sf.info(song).frames
+    assert not any(p.exists() for p in stem_paths(out, bad.stem).values())
+    assert leftovers(out) == []
+
+
+def test_bad_inputs_in_a_real_process_print_one_line_each(model: str, song: Path) -> None:
+    """Native decoders (libmpg123) write to file descriptor 2 directly, which CliRunner
+    cannot see: check a real process's stderr holds only cumx's lines."""
+    write_wav(Path("in/tune.mp3"), music(3.0), format="MP3", subtype="MPEG_LAYER_III")
+    data = bytearray(Path("in/tune.mp3").read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 4000] = np.random.default_rng(0).bytes(4000)
+    Path("in/garbled.mp3").write_bytes(bytes(data))
+    Path("in/tune.mp3").unlink()
+    Path("in/text.mp3").write_text("plain text\n" * 50)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cumx_cli", "separate", "in/garbled.mp3", "in/text.mp3", str(song),
+         "-o", "out", "-m", model, "-q"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 3, proc.stderr
+    assert "garbled.mp3" in lines[0] and "text.mp3" in lines[1]
+    assert lines[2] == "error: 2 of 3 input(s) failed"
+    assert proc.stdout == ""
+    assert files_under(Path("out")) == {f"song/{s}.wav" for s in SOURCES}
+
+
+@pytest.mark.xfail(IS_ROOT, strict=True, reason="bug: see _ABORTS (NotADirectoryError from "
+                   "_FileTrack._cleanup)")
+def test_unwritable_output_folder(model: str, song: Path) -> None:
+    if IS_ROOT:
+        Path("afile").write_text("x\n")
+        out = Path("afile/out")
+    else:
+        out = Path("ro")
+        out.mkdir(mode=0o500)
+    try:
+        result = cumx("separate", song, "-o", out, "-m", model)
+    finally:
+        if not IS_ROOT:
+            out.chmod(0o700)
+    assert result.exit_code == 1, show(result)
+    assert "Traceback" not in result.output
+    (line,) = error_lines(result)
+    assert str(out) in line and "unexpected" not in line, show(result)
+
+
+def test_failed_encoding_leaves_no_partial_files(model: str, song: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = audio_io.AudioWriter.write
+    calls = []
+
+    def flaky_write(self: audio_io.AudioWriter, block: torch.Tensor) -> None:
+        calls.append(self.final)
+        if len(calls) == 2:
+            assert self.tmp.exists()  # the temporary file is there while encoding
+            raise AudioIOError(f"{self.final}: writing failed (disk full, simulated)")
+        real_write(self, block)
+
+    monkeypatch.setattr(audio_io.AudioWriter, "write", flaky_write)
+    result = cumx("separate", song, "-o", "out", "-m", model, "--json")
+    assert result.exit_code == 1, show(result)
+    assert len(calls) == 2
+    (obj,) = json_lines(result)
+    assert obj["status"] == "error" and "simulated" in obj["error"]
+    (line,) = error_lines(result)
+    assert "simulated" in line and "Traceback" not in result.output
+    paths = stem_paths(Path("out"), "song")
+    failed = calls[1]
+    assert failed in paths.values()
+    later = list(paths.values())[list(paths.values()).index(failed):]
+    assert not any(p.exists() for p in later), files_under(Path("out"))
+    assert leftovers(Path("out")) == []
+
+
+# -- --model and --verbose -------------------------------------------------------------------
+
+
+def test_corrupt_checkpoint_traceback_only_with_verbose(song: Path) -> None:
+    Path("broken.pt").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    quiet = cumx("separate", song, "-o", "out", "-m", "broken.pt")
+    assert quiet.exit_code == 1, show(quiet)
+    assert "Traceback" not in quiet.output
+    assert quiet.stderr.strip().splitlines() == error_lines(quiet) and len(error_lines(quiet)) == 1
+    assert "broken.pt" in quiet.stderr and "not a PyTorch checkpoint" in quiet.stderr
+
+    loud = cumx("separate", song, "-o", "out", "-m", "broken.pt", "--verbose")
+    assert loud.exit_code == 1, show(loud)
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert error_lines(loud)[-1] == error_lines(quiet)[0]
+    assert not Path("out").exists()
+
+
+def test_root_verbose_flag_also_shows_tracebacks(song: Path) -> None:
+    Path("broken.pt").write_bytes(b"PK\x03\x04" + bytes(300))
+    result = cumx("-v", "separate", song, "-o", "out", "-m", "broken.pt")
+    assert result.exit_code == 1, show(result)
+    assert "Traceback (most recent call last)" in result.stderr
+
+
+@pytest.mark.parametrize(("spec", "mentions"), [
+    ("missing.pt", "missing.pt"),
+    ("no/such/folder", "no/such/folder"),
+    ("xumx", "--model PATH"),
+], ids=["missing-file", "missing-folder", "default-name"])
+def test_model_not_available(song: Path, spec: str, mentions: str) -> None:
+    args = ("separate", song, "-o", "out") + (("-m", spec) if spec != "xumx" else ())
+    result = cumx(*args)
+    assert result.exit_code == 1, show(result)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and mentions in lines[0] and lines[0].startswith("error:"), show(result)
+    assert not Path("out").exists()
+
+
+_TEXT_REFUSED = pytest.mark.xfail(
+    strict=True, reason="bug: engine/checkpoint.py _torch_load reports every 'Weights only load "
+    "failed' UnpicklingError as 'refused ... could run code', also for plain text whose first "
+    "byte is an opcode the weights-only unpickler does not support")
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("these are my notes, not a model\n", id="t-opcode"),
+    pytest.param("not a checkpoint\n", id="n-opcode", marks=_TEXT_REFUSED),
+    pytest.param("# README\n", id="hash", marks=_TEXT_REFUSED),
+    pytest.param('{"sources": ["vocals"]}\n', id="json", marks=_TEXT_REFUSED),
+])
+def test_text_file_as_checkpoint(song: Path, text: str) -> None:
+    Path("notes.pt").write_text(text)
+    result = cumx("separate", song, "-o", "out", "-m", "notes.pt")
+    assert result.exit_code == 1, show(result)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, show(result)
+    assert "notes.pt" in lines[0] and "not a PyTorch checkpoint" in lines[0], show(result)
+    assert "refused" not in lines[0] and "unexpected" not in lines[0]
+
+
+class _Payload:
+    """Unpickling this runs a shell command (the classic pickle exploit)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch '{self.marker}'",)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("writer", ["pickle", "torch"])
+def test_code_executing_pickle_is_refused(song: Path, tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "PWNED"
+    with open("evil.pt", "wb") as f:
+        if writer == "pickle":
+            pickle.dump({"x": _Payload(marker)}, f)
+        else:
+            torch.save({"state_dict": {"x": _Payload(marker)}}, f)
+    result = cumx("separate", song, "-o", "out", "-m", "evil.pt")
+    assert result.exit_code == 1, show(result)
+    (line,) = error_lines(result)
+    assert "refused" in line and "evil.pt" in line
+    assert "Traceback" not in result.output
+    assert not marker.exists()
+    assert not Path("out").exists()
