@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import pickle
+import pickletools
 import re
 import warnings
 from pathlib import Path
@@ -44,20 +45,44 @@ _UMX_ORDER = ("vocals", "drums", "bass", "other")
 _HASH_SUFFIX = re.compile(r"^(?P<name>.+?)-(?P<hash>[0-9a-f]{8,64})$")
 
 
+def _raw_pickle_globals(path: Path) -> list[str]:
+    """Python globals a plain (non-zip) pickle file references, read without unpickling it.
+
+    torch's weights-only loader stops at the first opcode it does not support (protocol 4
+    framing, say) before it reaches the globals, so a hostile pickle and a text file look the
+    same from its error; walking the opcodes tells them apart safely.
+    """
+    names: list[str] = []
+    strings: list[str] = []
+    try:
+        with path.open("rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+                    strings.append(str(arg))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+    except Exception:  # noqa: BLE001 - not a pickle at all
+        return []
+    return names
+
+
 def _torch_load(path: Path) -> Any:
     try:
         with torch.serialization.safe_globals(_ASTEROID_SAFE_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": not the user's concern
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
-            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-            what = f" (it references {found.group(1)})" if found else ""
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        names = [found.group(1)] if found else _raw_pickle_globals(path)
+        if "Weights only load failed" in str(exc) and names:
+            what = f" (it references {names[0]})"
             raise UnsafeCheckpointError(
                 f"{path}: refused to load: the file holds Python objects that could run code{what}; "
                 "only plain tensors are accepted"
             ) from exc
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({exc})") from exc
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint or it is damaged") from exc
     except Exception as exc:  # noqa: BLE001 - a damaged pickle raises anything (KeyError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a PyTorch checkpoint or it is damaged ({first})") from exc

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from cumx_cli.engine.errors import AudioIOError
+from cumx_cli.engine.errors import AudioIOError, ConfigError
 
 OutputFormat = Literal["wav", "flac", "mp3"]
 SampleType = Literal["int16", "int24", "float32"]
@@ -155,7 +155,7 @@ def subtype_for(fmt: OutputFormat, dtype: SampleType) -> str:
     try:
         return _SUBTYPES[(fmt, dtype)]
     except KeyError:
-        raise AudioIOError(f"{fmt} cannot store {dtype} samples; use --dtype int16 or int24") from None
+        raise ConfigError(f"--format {fmt} cannot store {dtype} samples; use --dtype int16 or int24") from None
 
 
 def temp_path_for(final: Path) -> Path:

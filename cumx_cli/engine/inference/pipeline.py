@@ -185,14 +185,15 @@ class _FileTrack:
         self._peak = 0.0
         self._raw = {src: path.with_name(f".{path.name}.{_pid()}.raw") for src, path in outputs.items()}
         self._raw_files = {}
+        self._committed: list[Path] = []
         try:
             for src, raw in self._raw.items():
                 raw.parent.mkdir(parents=True, exist_ok=True)
                 self._raw_files[src] = raw.open("wb")
         except OSError as exc:
             self._cleanup()
-            raise AudioIOError(f"{outputs[next(iter(outputs))].parent}: cannot write there "
-                               f"({exc.strerror or exc})") from exc
+            where = outputs[next(iter(outputs))].parent
+            raise AudioIOError(f"{item.path}: cannot write to {where} ({exc.strerror or exc})") from exc
 
     # -- input side --
 
@@ -247,7 +248,9 @@ class _FileTrack:
         out_rate = self.spec.sample_rate or self.info.sample_rate
         for src, final in self.outputs.items():
             self._encode(self._raw[src], final, out_rate, scale)
+            self._committed.append(final)
             self._raw[src].unlink(missing_ok=True)
+        self._committed.clear()
         self.result = TrackResult(self.item.path, "ok", dict(self.outputs),
                                   time.perf_counter() - self.started)
         self.events.track_finished(self.result)
@@ -278,10 +281,15 @@ class _FileTrack:
         self.events.track_finished(self.result)
 
     def _cleanup(self) -> None:
+        """Close and delete scratch files, and any stem of this failed track already in place."""
         for f in self._raw_files.values():
             f.close()
-        for raw in self._raw.values():
-            raw.unlink(missing_ok=True)
+        for path in [*self._raw.values(), *self._committed]:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # e.g. the parent is not a folder: then nothing was written there
+                pass
+        self._committed.clear()
         self._blocks = None
 
 
