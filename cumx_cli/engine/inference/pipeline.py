@@ -18,6 +18,8 @@ file and removed on failure, so no half-written stem ever sits at a final path.
 from __future__ import annotations
 
 import logging
+import os
+import string
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -109,8 +111,6 @@ class Events:
 
 def check_template(template: str) -> None:
     """Reject a filename template that is not usable for every source."""
-    import string
-
     try:
         names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
@@ -183,7 +183,7 @@ class _FileTrack:
         self._ola = OverlapAdd(self.plan)
         self._indices = [separator.sources.index(s) for s in outputs]
         self._peak = 0.0
-        self._raw = {src: path.with_name(f".{path.name}.{_pid()}.raw") for src, path in outputs.items()}
+        self._raw = {src: path.with_name(f".{path.name}.{os.getpid()}.raw") for src, path in outputs.items()}
         self._raw_files = {}
         self._committed: list[Path] = []
         try:
@@ -293,12 +293,6 @@ class _FileTrack:
         self._blocks = None
 
 
-def _pid() -> int:
-    import os
-
-    return os.getpid()
-
-
 def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSpec,
                    events: Events | None = None) -> list[TrackResult]:
     """Separate every input to stem files; a failing input does not stop the others.
@@ -314,7 +308,7 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
     results: dict[int, TrackResult] = {}
     claimed: dict[Path, Path] = {}
     input_paths = {_real(i.path) for i in inputs}
-    open_tracks: list[_FileTrack] = []
+    open_tracks: dict[int, _FileTrack] = {}
 
     def report(n: int, result: TrackResult) -> None:
         results[n] = result
@@ -333,20 +327,19 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
             except CumxError as exc:
                 report(n, TrackResult(item.path, "error", error=str(exc)))
                 continue
-            track.index = n  # type: ignore[attr-defined]
-            open_tracks.append(track)
+            open_tracks[n] = track
             events.track_started(item.path, len(track.plan))
             yield track
 
     try:
         separator.run(tracks())
     finally:
-        for track in open_tracks:
+        for track in open_tracks.values():
             if track.result is None:  # interrupted: leave nothing behind
                 track._cleanup()
-    for track in open_tracks:
+    for n, track in open_tracks.items():
         if track.result is not None:
-            results[track.index] = track.result  # type: ignore[attr-defined]
+            results[n] = track.result
     return [results[n] for n in sorted(results)]
 
 
