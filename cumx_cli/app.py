@@ -39,9 +39,10 @@ def root(
 
 
 def _register() -> None:
-    from cumx_cli.commands import separate
+    from cumx_cli.commands import separate, train
 
     app.command("separate", no_args_is_help=True)(separate.separate_command)
+    app.command("train", no_args_is_help=True)(train.train_command)
 
 
 _register()

@@ -29,3 +29,7 @@ class CheckpointError(CumxError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint would need arbitrary code to load (a pickle with foreign globals)."""
+
+
+class DatasetError(CumxError):
+    """A training or evaluation dataset is missing, malformed or unsuitable."""

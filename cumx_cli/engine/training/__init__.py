@@ -1,0 +1,1 @@
+"""Training: input statistics, the epoch loop (single process or DDP), checkpoints, metrics."""

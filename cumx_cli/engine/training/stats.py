@@ -1,0 +1,71 @@
+"""Initial input normalisation: per-bin mean and std of the training magnitudes (spec §3.3).
+
+As in Sony's code: the real mixture of every training track, whole; STFT frames of the
+mono-downmixed magnitude (the mean of the two channels' magnitudes); the population std, floored
+at 1e-4 times its maximum. The model stores minus the mean and one over the std, cropped to
+``max_bin``. Results are cached per dataset (track names, lengths and modification times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cumx_cli.engine.data.musdb import Track
+from cumx_cli.engine.dsp.stft import STFT
+
+
+def _cache_key(tracks: list[Track], n_fft: int, hop: int) -> str:
+    parts = []
+    for t in tracks:
+        file = t.files.get("mixture")
+        stamp = os.stat(file).st_mtime_ns if file is not None else 0
+        parts.append([t.name, t.frames, t.rate, str(file), stamp])
+    blob = json.dumps([parts, n_fft, hop, 1]).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def input_statistics(tracks: list[Track], n_fft: int = 4096, hop: int = 1024,
+                     cache_dir: Path | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-bin mean and floored std of the mono-downmixed mixture magnitudes.
+
+    Shapes:
+        returns: mean (freq,), std (freq,), float32, freq = n_fft // 2 + 1
+    """
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / "stats" / f"{_cache_key(tracks, n_fft, hop)}.pt"
+        if cache.is_file():
+            data = torch.load(cache, weights_only=True)
+            return data["mean"], data["std"]
+    stft = STFT(n_fft, hop)
+    total = torch.zeros(n_fft // 2 + 1, dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    count = 0
+    for i, track in enumerate(tracks):
+        audio = track.read("mixture")
+        if audio.shape[-1] < stft.min_length():
+            audio = torch.nn.functional.pad(audio, (0, stft.min_length() - audio.shape[-1]))
+        with torch.no_grad():
+            mag = stft(audio).abs().mean(dim=0).double()  # (freq, frame): mono downmix
+        total += mag.sum(dim=1)
+        squares += mag.pow(2).sum(dim=1)
+        count += mag.shape[1]
+        if progress is not None:
+            progress(i + 1, len(tracks))
+    mean = total / count
+    std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
+    std = torch.maximum(std, 1e-4 * std.max())
+    mean, std = mean.float(), std.float()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.part")
+        torch.save({"mean": mean, "std": std}, tmp)
+        os.replace(tmp, cache)
+    return mean, std

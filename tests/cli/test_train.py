@@ -1,0 +1,59 @@
+"""``cumx train`` from the command line: end to end on synthetic data, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cumx_cli.app import app
+from cumx_cli.console import State
+
+TINY = ["--hidden-size", "8", "--nb-layers", "1", "--seq-dur", "1", "--samples-per-track", "2",
+        "--batch-size", "2", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def _reset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    State.verbose = State.quiet = False
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_synthetic_end_to_end_and_resume(tmp_path: Path) -> None:
+    result = run("train", "--synthetic-data", "data", "--out", "run", "--epochs", "1", *TINY)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "split.json").is_file()
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {"last.pt", "best.pt", "metrics.jsonl",
+                                                              "config.json", "curves.png"}
+    again = run("train", "--musdb", "data", "--out", "run", "--epochs", "1", *TINY)
+    assert again.exit_code == 2 and "--resume" in again.stderr
+    resumed = run("train", "--resume", "run", "--musdb", "data", "--epochs", "2")
+    assert resumed.exit_code == 0, resumed.output
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+    sep = run("separate", tmp_path / "data" / "test" / "synth-test-000" / "mixture.wav", "-m",
+              "run/best.pt", "-o", "stems", "-q")
+    assert sep.exit_code == 0, sep.output
+    assert len(list((tmp_path / "stems" / "mixture").glob("*.wav"))) == 4
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--musdb", "nowhere"], 1, "no 'train' folder"),
+    (["--epochs", "1"], 2, "--musdb ROOT is required"),
+    (["--musdb", "x", "--synthetic-data", "y"], 2, "not both"),
+    (["--musdb", "x", "--batch-size", "0"], 2, "--batch-size must be at least 1"),
+    (["--musdb", "x", "--amp", "fp8"], 2, "--amp must be bf16"),
+    (["--resume", "nothing-here"], 1, "no last.pt"),
+])
+def test_errors_are_one_line(args: list[str], code: int, message: str) -> None:
+    result = run("train", *args)
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.output

@@ -1,0 +1,147 @@
+"""Training: data checks, statistics, exact resume, checkpoints, and a 2-process DDP run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from cumx_cli.engine.checkpoint import load_model
+from cumx_cli.engine.config import TrainConfig
+from cumx_cli.engine.data.musdb import load_tracks
+from cumx_cli.engine.data.sampler import RandomMixDataset
+from cumx_cli.engine.data.synth import generate_synthetic_musdb
+from cumx_cli.engine.errors import DatasetError
+from cumx_cli.engine.training.loop import fit
+from cumx_cli.engine.training.stats import input_statistics
+
+TINY = dict(hidden_size=8, num_layers=1, seq_seconds=1.0, samples_per_track=2, batch_size=2,
+            valid_seconds=10.0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_synthetic_musdb(tmp_path_factory.mktemp("synth"), num_train=2, num_valid=1,
+                                    num_test=1, seconds=3.0)
+
+
+def test_synthetic_layout_and_split(data: Path) -> None:
+    train = load_tracks(data, "train", ("bass", "drums", "vocals", "other"))
+    valid = load_tracks(data, "valid", ("bass", "drums", "vocals", "other"))
+    test = load_tracks(data, "test", ("bass", "drums", "vocals", "other"))
+    assert [t.name for t in train] == ["synth-train-000", "synth-train-001"]
+    assert [t.name for t in valid] == ["synth-train-002"]
+    assert len(test) == 1 and train[0].rate == 44100 and train[0].frames == 3 * 44100
+    mix = train[0].read("mixture")
+    total = sum(train[0].read(s) for s in ("bass", "drums", "vocals", "other"))
+    assert torch.allclose(mix, total, atol=1e-6)  # the mixture is the sum of the stems
+    excerpt = train[0].read("vocals", 1000, 500)
+    assert torch.equal(excerpt, train[0].read("vocals")[:, 1000:1500])
+
+
+def test_dataset_errors_name_what_is_wrong(tmp_path: Path, data: Path) -> None:
+    with pytest.raises(DatasetError, match="no 'train' folder"):
+        load_tracks(tmp_path, "train", ("bass",))
+    broken = tmp_path / "broken"
+    (broken / "train" / "song").mkdir(parents=True)
+    sf.write(broken / "train" / "song" / "mixture.wav", np.zeros((100, 2)), 44100)
+    with pytest.raises(DatasetError, match=r"song: missing bass.wav"):
+        load_tracks(broken, "train", ("bass",))
+    with pytest.raises(DatasetError, match="missing piano.wav"):
+        load_tracks(data, "train", ("bass", "piano"))
+    with pytest.raises(DatasetError, match="larger than an epoch"):
+        fit(TrainConfig(**{**TINY, "batch_size": 64}), data, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_examples_depend_only_on_seed_epoch_and_index(data: Path) -> None:
+    tracks = load_tracks(data, "train", ("bass", "drums", "vocals", "other"))
+    ds = RandomMixDataset(tracks, ("bass", "drums", "vocals", "other"), 22050, 4, seed=1)
+    ds.set_epoch(3)
+    a = ds[2]
+    ds.set_epoch(1)
+    _ = ds[0]
+    ds.set_epoch(3)
+    b = ds[2]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert torch.allclose(a[0], a[1].sum(0))
+    peak = a[1].abs().amax(dim=(1, 2))
+    assert (peak > 0).all()
+
+
+def test_statistics_match_numpy_and_are_cached(data: Path, tmp_path: Path) -> None:
+    tracks = load_tracks(data, "train", ("bass", "drums", "vocals", "other"))
+    mean, std = input_statistics(tracks, cache_dir=tmp_path)
+    frames = []
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(4096) / 4096)
+    for t in tracks:
+        x = t.read("mixture").numpy().astype(np.float64)
+        padded = np.pad(x, ((0, 0), (2048, 2048)), mode="reflect")
+        for k in range(1 + x.shape[1] // 1024):
+            spec = np.abs(np.fft.rfft(padded[:, k * 1024 : k * 1024 + 4096] * window, axis=1))
+            frames.append(spec.mean(axis=0))
+    frames = np.array(frames)
+    ref_std = np.maximum(frames.std(axis=0), 1e-4 * frames.std(axis=0).max())
+    np.testing.assert_allclose(mean.numpy(), frames.mean(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), ref_std, rtol=1e-3, atol=1e-6)
+    assert len(list((tmp_path / "stats").glob("*.pt"))) == 1
+    again = input_statistics(tracks, cache_dir=tmp_path)
+    assert torch.equal(again[0], mean)
+
+
+def _losses(run: Path) -> list[tuple[float, float]]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [(json.loads(x)["train_loss"], json.loads(x)["valid_loss"]) for x in lines]
+
+
+def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
+    config = TrainConfig(**{**TINY, "epochs": 3})
+    straight = fit(config, data, tmp_path / "a")
+    first = fit(config, data, tmp_path / "b", stop_after=1)
+    assert len(first) == 1
+    rest = fit(config, data, tmp_path / "b", resume=True)
+    assert [r.epoch for r in rest] == [2, 3]
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    assert [r.train_loss for r in straight] == [r.train_loss for r in first + rest]
+    for name in ("last.pt", "best.pt", "config.json", "curves.png"):
+        assert (tmp_path / "b" / name).is_file()
+    assert (tmp_path / "b" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoints_load_for_separation(data: Path, tmp_path: Path) -> None:
+    fit(TrainConfig(**{**TINY, "epochs": 1, "bridge": False, "multidomain": False}), data, tmp_path / "r")
+    model = load_model(tmp_path / "r" / "last.pt")
+    assert not model.config.bridge and model.config.hidden_size == 8
+    stored = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert stored["train_config"]["multidomain"] is False
+    assert stored["training"]["epoch"] == 1
+
+
+def test_refuses_to_overwrite_a_run(data: Path, tmp_path: Path) -> None:
+    fit(TrainConfig(**{**TINY, "epochs": 1}), data, tmp_path / "r")
+    from cumx_cli.engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(TrainConfig(**{**TINY, "epochs": 1}), data, tmp_path / "r")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUMX_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", "29517", "-m", "cumx_cli", "train", "--musdb", str(data), "--out",
+           str(out), "--hidden-size", "8", "--nb-layers", "1", "--seq-dur", "1",
+           "--samples-per-track", "4", "--batch-size", "2", "--epochs", "2", "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # rank 0 alone wrote
+    assert load_model(out / "best.pt").config.hidden_size == 8
