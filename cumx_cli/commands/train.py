@@ -38,8 +38,13 @@ class _Display:
         info_line(text)
 
     def stats_progress(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            if self.task is None:
+                self.task = self.progress.add_task("input statistics", total=total, loss=float("nan"),
+                                                   rate=0.0)
+            self.progress.update(self.task, completed=done)
         if done == total:
-            info_line(f"statistics: {total} tracks")
+            info_line(f"input statistics: {total} tracks")
 
     def epoch_started(self, epoch: int, steps: int) -> None:
         self.samples, self.started = 0, time.perf_counter()

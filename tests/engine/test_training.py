@@ -145,3 +145,10 @@ def test_two_process_ddp_on_cpu(data: Path, tmp_path: Path) -> None:
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # rank 0 alone wrote
     assert load_model(out / "best.pt").config.hidden_size == 8
+
+
+def test_worker_processes_give_the_same_epochs(data: Path, tmp_path: Path) -> None:
+    base = {**TINY, "epochs": 2}
+    fit(TrainConfig(**base), data, tmp_path / "w0")
+    fit(TrainConfig(**{**base, "workers": 2}), data, tmp_path / "w2")
+    assert _losses(tmp_path / "w0") == _losses(tmp_path / "w2")

@@ -66,7 +66,8 @@ class Track:
         track = self.stem
         track.chunk_start = start / self.rate  # type: ignore[attr-defined]
         track.chunk_duration = frames / self.rate  # type: ignore[attr-defined]
-        audio = track.audio if source == "mixture" else track.targets[source].audio  # type: ignore[attr-defined]
+        # musdb decodes only the chunk (ffmpeg seeks) for the track and its sources
+        audio = track.audio if source == "mixture" else track.sources[source].audio  # type: ignore[attr-defined]
         data = torch.from_numpy(np.ascontiguousarray(audio.T, dtype=np.float32))
         if data.shape[-1] < frames:
             data = torch.nn.functional.pad(data, (0, frames - data.shape[-1]))
@@ -98,7 +99,7 @@ def _stem_tracks(root: Path, subset: str, sources: tuple[str, ...]) -> list[Trac
     db = musdb.DB(root=str(root), subsets=subset, is_wav=False)
     tracks = []
     for t in db.tracks:
-        missing = [s for s in sources if s not in t.targets]
+        missing = [s for s in sources if s not in t.sources]
         if missing:
             raise DatasetError(f"{t.path}: has no source {', '.join(missing)}")
         tracks.append(Track(t.name, int(t.rate), int(t.duration * t.rate), stem=t))

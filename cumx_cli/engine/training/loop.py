@@ -317,8 +317,9 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
     loss_fn = MultiDomainLoss(config.alpha, config.multidomain, config.combine, config.wsdr_trim)
     dataset = RandomMixDataset(train_tracks, config.sources, round(config.seq_seconds * rate),
                                config.samples_per_track, config.seed, rank, world)
+    # Workers are re-created each epoch (not persistent) so they see the dataset's new epoch.
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=True,
-                        num_workers=config.workers, persistent_workers=config.workers > 0)
+                        num_workers=config.workers)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
