@@ -39,9 +39,10 @@ def root(
 
 
 def _register() -> None:
-    from cumx_cli.commands import separate
+    from cumx_cli.commands import download_weights, separate
 
     app.command("separate", no_args_is_help=True)(separate.separate_command)
+    app.command("download-weights", no_args_is_help=True)(download_weights.download_weights_command)
 
 
 _register()
