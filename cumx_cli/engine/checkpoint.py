@@ -338,5 +338,8 @@ def resolve_model(spec: str, settings: WeightsSettings | None = None,
         return load_model(path)
     if "/" in spec or "\\" in spec or path.suffix in (".pt", ".pth", ".h5"):
         raise CheckpointError(f"{spec}: no such model file or folder")
-    get_spec(spec)  # unknown names fail here, before any I/O
+    if get_spec(spec).format == "nnabla":  # unknown names fail in get_spec, before any I/O
+        from cumx_cli.engine.weights.nnabla import require_h5py
+
+        require_h5py()  # before a 142 MB download that could not be read
     return load_model(ensure_model(spec, settings or WeightsSettings(), events))

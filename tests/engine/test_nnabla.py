@@ -141,3 +141,14 @@ def test_without_h5py_the_error_says_what_to_install(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'cumx\[nnabla\]'"):
         load_model(h5)
+
+
+def test_published_nnabla_model_without_h5py_fails_before_downloading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cumx_cli.engine.checkpoint import resolve_model
+    from cumx_cli.engine.weights.cache import WeightsSettings
+
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(MissingDependencyError, match="h5py"):
+        resolve_model("xumx-nnabla", WeightsSettings(cache_dir=tmp_path / "cache"))
+    assert not (tmp_path / "cache").exists()

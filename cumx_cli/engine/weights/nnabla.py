@@ -33,7 +33,8 @@ from cumx_cli.engine.errors import CheckpointError, MissingDependencyError
 _SOURCE = re.compile(r"^input_mean_(?P<src>.+)$")
 
 
-def _h5py() -> Any:
+def require_h5py() -> Any:
+    """The h5py module, or a MissingDependencyError that says how to install it."""
     try:
         import h5py
     except ImportError as exc:
@@ -45,7 +46,7 @@ def _h5py() -> Any:
 
 def read_parameters(path: Path) -> dict[str, np.ndarray]:
     """Every dataset of an NNabla parameter file, by its full name (e.g. ``fc1_bass/affine/W``)."""
-    h5py = _h5py()
+    h5py = require_h5py()
     params: dict[str, np.ndarray] = {}
     try:
         with h5py.File(path, "r") as f:
