@@ -137,9 +137,10 @@ class DownloadReporter:
         if self.progress is not None:
             self.progress.stop()
 
-    def model_started(self, spec: Any, origin: str, dest: Any) -> None:
-        info_line(f"downloading {spec.name}{self.reason} ({len(spec.files)} file(s), about "
-                  f"{_megabytes(spec.approx_bytes)}) from {origin} to {dest}")
+    def model_started(self, spec: Any, origin: str, dest: Any, total: int | None) -> None:
+        size = _megabytes(total) if total is not None else f"about {_megabytes(spec.approx_bytes)}"
+        info_line(f"downloading {spec.name}{self.reason} ({len(spec.files)} file(s), {size}) "
+                  f"from {origin} to {dest}")
 
     def file_started(self, file: str, total: int | None, done: int) -> None:
         if self.progress is None:

@@ -85,8 +85,9 @@ class FileResult:
 class DownloadEvents:
     """Hooks for progress reporting; the default does nothing (the CLI overrides them)."""
 
-    def model_started(self, spec: WeightsSpec, origin: str, dest: Path) -> None:
-        """Files of ``spec`` are about to be fetched from ``origin`` into ``dest``."""
+    def model_started(self, spec: WeightsSpec, origin: str, dest: Path, total: int | None) -> None:
+        """Files of ``spec`` are about to be fetched from ``origin`` into ``dest``; ``total`` is
+        their published size in bytes when known."""
 
     def file_started(self, file: str, total: int | None, done: int) -> None:
         """A transfer starts (``done`` > 0 when resuming)."""
@@ -140,7 +141,9 @@ def ensure_weights(name: str, settings: WeightsSettings, *, force: bool = False,
             )
         expected = _expectations(spec, todo, settings)
         origin = settings.mirror or spec.origin(settings.zenodo_url)
-        events.model_started(spec, origin, settings.model_dir(spec))
+        sizes = [expected[f].size for f in todo]
+        total = sum(s for s in sizes if s is not None) if None not in sizes else None
+        events.model_started(spec, origin, settings.model_dir(spec), total)
         for file in todo:
             results[file] = _download(spec, file, expected[file], settings, events, force)
     return [results[f] for f in spec.files]
