@@ -28,7 +28,7 @@ def _list(settings: object) -> None:
                      "yes" if size is not None else "no", spec.license, spec.description))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
-        head = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths))
+        head = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
         sys.stdout.write(f"{head}  {row[4]} [license: {row[3]}]\n" if row[0] != "NAME"
                          else f"{head}  DESCRIPTION [LICENSE]\n")
     sys.stdout.write(f"cache: {settings.root}\n")  # type: ignore[attr-defined]

@@ -54,6 +54,11 @@ def settings(server: FakeZenodo, tmp_path: Path) -> WeightsSettings:
     return WeightsSettings(cache_dir=tmp_path / "cache", zenodo_url=server.url, timeout=2.0)
 
 
+def cache_tree(root: Path) -> list[str]:
+    """Every file and folder under the cache."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
+
+
 def cache_files(root: Path) -> list[str]:
     """Everything under the cache (hidden files included), as relative paths."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
@@ -147,12 +152,12 @@ def test_mismatch_keeps_nothing(server: FakeZenodo, settings: WeightsSettings,
     with pytest.raises(ChecksumMismatchError, match=message) as info:
         ensure_weights("xumx", settings)
     assert "\n" not in str(info.value) and "nothing was kept" in str(info.value)
-    assert cache_files(settings.root) == []
+    assert cache_tree(settings.root) == [] and not settings.root.exists()
 
 
 def test_sha256_prefix_in_open_unmix_names_is_checked(server: FakeZenodo,
                                                       settings: WeightsSettings) -> None:
-    server.add_record(3370486, {f: b"not the real weights" for f in CATALOGUE["umx"].files})
+    server.add_record(3370486, dict.fromkeys(CATALOGUE["umx"].files, b"not the real weights"))
     with pytest.raises(ChecksumMismatchError, match="prefix in its name"):
         ensure_weights("umx", settings)
     assert cache_files(settings.root) == []
@@ -176,14 +181,22 @@ def test_record_404(server: FakeZenodo, settings: WeightsSettings) -> None:
     with pytest.raises(DownloadError, match=r"HTTP 404") as info:
         ensure_weights("xumx-hq", settings)
     assert "/api/records/4740378" in str(info.value)
-    assert cache_files(settings.root) == []
+    assert not settings.root.exists()
 
 
 def test_file_404_on_a_mirror(server: FakeZenodo, settings: WeightsSettings) -> None:
     mirrored = dataclasses.replace(settings, mirror=server.url + "/mirror")
     with pytest.raises(DownloadError, match=r"HTTP 404 not found; check --mirror"):
         ensure_weights("xumx", mirrored)
-    assert cache_files(settings.root) == []
+    assert not settings.root.exists()
+
+
+def test_file_404_on_zenodo_leaves_no_folder(server: FakeZenodo, settings: WeightsSettings) -> None:
+    server.static["/api/records/4740378"] = (
+        b'{"files": [{"key": "pretrained_xumx_musdb18HQ.pth", "size": 3, "checksum": "md5:x"}]}')
+    with pytest.raises(DownloadError, match=r"records/4740378/files/pretrained_xumx_musdb18HQ.pth\?download=1: HTTP 404"):
+        ensure_weights("xumx-hq", settings)
+    assert not settings.root.exists()
 
 
 def test_stalled_server_times_out(server: FakeZenodo, settings: WeightsSettings) -> None:

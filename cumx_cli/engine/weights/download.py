@@ -301,8 +301,23 @@ def _read_all(url: str, spec: WeightsSpec, settings: WeightsSettings) -> bytes:
 def _download(spec: WeightsSpec, file: str, expected: Expected, settings: WeightsSettings,
               events: DownloadEvents, force: bool) -> FileResult:
     final = settings.file_path(spec, file)
-    final.parent.mkdir(parents=True, exist_ok=True)
     url = _mirror_url(spec, file, settings) if settings.mirror else spec.file_url(file, settings.zenodo_url)
+    try:
+        return _download_locked(spec, file, final, url, expected, settings, events, force)
+    except BaseException:
+        _remove_empty_folders(final.parent, settings.root)
+        raise
+
+
+def _remove_empty_folders(folder: Path, root: Path) -> None:
+    """After a failure, leave no empty model folder (nor an empty cache root) behind."""
+    for path in (folder, root):
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only succeeds when empty
+
+
+def _download_locked(spec: WeightsSpec, file: str, final: Path, url: str, expected: Expected,
+                     settings: WeightsSettings, events: DownloadEvents, force: bool) -> FileResult:
     with _locked(final):
         if not force and _entry_is_valid(final, spec, offline=False):  # another process did it
             result = FileResult(final, final.stat().st_size, "cached")
@@ -488,7 +503,11 @@ def _locked(final: Path) -> Iterator[None]:
         yield from _locked_exclusive(lock)
         return
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # another process removed the empty folder just now
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             held = os.fstat(fd)
@@ -511,6 +530,7 @@ def _locked(final: Path) -> Iterator[None]:
 
 def _locked_exclusive(lock: Path) -> Iterator[None]:
     while True:
+        lock.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             break
