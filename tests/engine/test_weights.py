@@ -379,3 +379,16 @@ def test_downloaded_pickle_that_runs_code_is_refused(server: FakeZenodo, setting
 def test_local_paths_still_load_without_the_registry(tmp_path: Path) -> None:
     model = load_model(FIXTURES / "peers" / "xumx_asteroid.pth")
     assert model.config.bridge
+
+
+def test_tls_failure_is_not_called_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+    import urllib.error
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", fail)
+    with pytest.raises(DownloadError, match="TLS connection to zenodo.org failed.*SSL_CERT_FILE") as info:
+        ensure_weights("xumx", WeightsSettings(cache_dir=tmp_path / "cache"))
+    assert not isinstance(info.value, NetworkUnreachableError)

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -260,6 +261,12 @@ def _open(url: str, spec: WeightsSpec, settings: WeightsSettings,
         raise
     except urllib.error.URLError as exc:
         reason = exc.reason
+        if isinstance(reason, ssl.SSLError):  # reachable, but the TLS handshake failed
+            raise DownloadError(
+                f"cannot download {spec.name}: the TLS connection to {host} failed ({reason}); "
+                "if a proxy re-signs HTTPS traffic, point SSL_CERT_FILE at its CA bundle, or "
+                f"use a mirror (--mirror / CUMX_WEIGHTS_MIRROR)"
+            ) from exc
         if isinstance(reason, socket.gaierror):
             why = f"cannot resolve {host}"
         elif isinstance(reason, TimeoutError):
