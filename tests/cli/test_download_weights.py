@@ -209,3 +209,15 @@ def test_unreachable_host_in_a_real_process(tmp_path: Path, song: Path, command:
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error:") and "network is unreachable" in line and "Traceback" not in proc.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_all_keeps_going_after_a_failure_and_exits_1(server: FakeZenodo, tmp_path: Path) -> None:
+    assert cumx("download-weights", "xumx", "--cache-dir", tmp_path / "src").exit_code == 0
+    for rel in files(tmp_path / "src"):
+        server.static[f"/m/{rel}"] = (tmp_path / "src" / rel).read_bytes()
+    result = cumx("download-weights", "--all", "--mirror", f"{server.url}/m", "--cache-dir", tmp_path / "dst")
+    assert result.exit_code == 1, show(result)
+    assert result.stdout == f"{tmp_path / 'dst' / 'xumx' / XUMX_FILE}\t{len(ASTEROID) / 1e6:.1f} MB\tdownloaded\n"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 6 and all("HTTP 404" in line for line in errors)
+    assert files(tmp_path / "dst") == [f"xumx/{XUMX_FILE}", f"xumx/{XUMX_FILE}.sha256"]
