@@ -96,3 +96,66 @@ def guard(func: F) -> F:
 def _maybe_traceback() -> None:
     if State.verbose:
         traceback.print_exc(file=sys.stderr)
+
+
+def _megabytes(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1e6:.1f} MB"
+
+
+class DownloadReporter:
+    """Weights download reporting: one line when a model starts downloading, a progress bar per
+    file on terminals, and a warning for files that no published checksum could verify.
+
+    Implements the engine's ``DownloadEvents`` hooks (duck-typed, like the separate command's
+    events, so that ``--help`` does not import the engine).
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.reason = reason
+        self.progress: Progress | None = None
+        if stderr.is_terminal and not State.quiet:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), TimeRemainingColumn(), console=stderr,
+                                     transient=True)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> DownloadReporter:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def model_started(self, spec: Any, origin: str, dest: Any, total: int | None) -> None:
+        size = _megabytes(total) if total is not None else f"about {_megabytes(spec.approx_bytes)}"
+        info_line(f"downloading {spec.name}{self.reason} ({len(spec.files)} file(s), {size}) "
+                  f"from {origin} to {dest}")
+
+    def file_started(self, file: str, total: int | None, done: int) -> None:
+        if self.progress is None:
+            return
+        if file in self.tasks:
+            self.progress.update(self.tasks[file], total=total, completed=done)
+        else:
+            self.tasks[file] = self.progress.add_task(file, total=total, completed=done)
+
+    def file_progress(self, file: str, done: int) -> None:
+        if self.progress is not None and file in self.tasks:
+            self.progress.update(self.tasks[file], completed=done)
+
+    def file_finished(self, file: str, result: Any) -> None:
+        if self.progress is not None and file in self.tasks:
+            self.progress.remove_task(self.tasks.pop(file))
+        if result.note:
+            warn_line(f"{result.path}: {result.note}")

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from cumx_cli.console import (
     EXIT_FAILED,
     EXIT_OK,
+    DownloadReporter,
     State,
     error_line,
     guard,
@@ -23,6 +24,7 @@ from cumx_cli.console import (
 )
 from cumx_cli.engine.config import DEFAULT_TEMPLATE, InferenceConfig
 from cumx_cli.engine.errors import ConfigError
+from cumx_cli.options import CacheDir, Mirror, Offline, weights_settings
 
 if TYPE_CHECKING:
     from cumx_cli.engine.inference.pipeline import TrackResult
@@ -103,8 +105,9 @@ def separate_command(
         "--filename", help="Output path template under the output folder; fields {track}, "
         "{source}, {ext}.")] = DEFAULT_TEMPLATE,
     model: Annotated[str, typer.Option(
-        "-m", "--model", help="A checkpoint: cumx .pt, asteroid X-UMX .pth, or an Open-Unmix "
-        "model folder; or a published model name.")] = "xumx",
+        "-m", "--model", help="A published model name (downloaded on first use; see "
+        "'cumx download-weights --list'), or a checkpoint: cumx .pt, asteroid X-UMX .pth, NNabla "
+        ".h5, or an Open-Unmix model folder.")] = "xumx",
     niter: Annotated[int, typer.Option(help="Wiener/EM iterations (0: masks only).", min=0)] = _INF.niter,
     softmask: Annotated[bool, typer.Option(
         "--softmask", help="Start the Wiener filter from ratio masks, not the mixture phase.")] = False,
@@ -132,6 +135,9 @@ def separate_command(
         "--json", help="One JSON object per input on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Tracebacks and debug logs.")] = False,
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    mirror: Mirror = None,
 ) -> None:
     """Separate audio files into stems: OUTPUT/<track>/<source>.<ext>.
 
@@ -153,7 +159,9 @@ def separate_command(
     if not items:
         raise ConfigError("no audio files found in the given folder(s)")
 
-    separator = Separator(resolve_model(model), inference)
+    with DownloadReporter(reason=" (first use)") as reporter:
+        loaded = resolve_model(model, weights_settings(cache_dir, offline, mirror), reporter)  # type: ignore[arg-type]
+    separator = Separator(loaded, inference)
     info_line(f"model {model} ({', '.join(separator.sources)}) on {separator.device}; "
               f"{len(items)} input(s) -> {output}")
     progress = None

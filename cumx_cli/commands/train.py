@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -126,15 +127,24 @@ def train_command(
             patience=patience, seed=seed, workers=workers, device=device, amp=amp)
         out = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     root = _data_root(musdb, synthetic_data, out)
-    from cumx_cli.engine.paths import cache_root
 
     display = _Display(config.epochs)
     if display.progress is not None:
         with display.progress:
-            fit(config, root, out, resume=resume is not None, cache_dir=cache_root(), events=display)
+            fit(config, root, out, resume=resume is not None, cache_dir=_cache_root(), events=display)
     else:
-        fit(config, root, out, resume=resume is not None, cache_dir=cache_root(), events=display)
+        fit(config, root, out, resume=resume is not None, cache_dir=_cache_root(), events=display)
     info_line(f"done: {out / 'best.pt'} (cumx separate --model {out / 'best.pt'} ...)")
+
+
+def _cache_root() -> Path:
+    """Where the input statistics are cached: ``$CUMX_CACHE_DIR``, else the user cache folder."""
+    env = os.environ.get("CUMX_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    from cumx_cli.engine.weights.cache import default_cache_dir
+
+    return default_cache_dir().parent
 
 
 def _data_root(musdb: Path | None, synthetic: Path | None, out: Path) -> Path:

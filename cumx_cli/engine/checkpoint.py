@@ -7,6 +7,8 @@ Three formats are read (every file with ``torch.load(weights_only=True)``):
   training.
 * **asteroid X-UMX package** (``.pth``): ``{"model_name": "XUMX", "model_args", "state_dict",
   ...}`` as ``asteroid``'s ``serialize()`` writes it (spec §6.2-6.3); loaded into the bridged model.
+* **NNabla X-UMX parameters** (``.h5``, Sony's ``x-umx.h5``): converted on load
+  (:mod:`cumx_cli.engine.weights.nnabla`; needs the optional h5py).
 * **Open-Unmix target models**: a folder of ``<target>.pth`` or ``<target>-<sha256 prefix>.pth``
   plain state dicts (with optional ``<target>.json`` and ``separator.json``); loaded into the
   unbridged model. A hash suffix in a file name is checked against the file, as torch.hub's
@@ -26,13 +28,17 @@ import pickletools
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cumx_cli.engine.config import ModelConfig
 from cumx_cli.engine.errors import CheckpointError, UnsafeCheckpointError
 from cumx_cli.engine.model import CrossUMX
+
+if TYPE_CHECKING:
+    from cumx_cli.engine.weights.cache import WeightsSettings
+    from cumx_cli.engine.weights.download import DownloadEvents
 
 FORMAT_NAME = "cumx"
 FORMAT_VERSION = 1
@@ -283,6 +289,23 @@ def _from_umx_folder(folder: Path) -> CrossUMX:
     return _load_strict(_empty_model(config), state, folder)
 
 
+# -- NNabla parameters (Sony) -----------------------------------------------------------------
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(8) == _HDF5_SIGNATURE
+
+
+def _from_nnabla(path: Path) -> CrossUMX:
+    from cumx_cli.engine.weights.nnabla import nnabla_to_state, read_parameters
+
+    config, state = nnabla_to_state(read_parameters(path), path)
+    return _load_strict(_empty_model(config), state, path)
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 
@@ -292,12 +315,15 @@ def load_model(path: Path) -> CrossUMX:
     Raises:
         CheckpointError: unknown format, damaged file, or weights that do not fit.
         UnsafeCheckpointError: the file would need arbitrary code to unpickle.
+        MissingDependencyError: an NNabla .h5 file without h5py installed.
     """
     path = Path(path)
     if path.is_dir():
         return _from_umx_folder(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file or folder")
+    if _is_hdf5(path):
+        return _from_nnabla(path)
     data = _torch_load(path)
     if isinstance(data, dict) and data.get("format") == FORMAT_NAME:
         return _from_cumx(data, path)
@@ -307,25 +333,38 @@ def load_model(path: Path) -> CrossUMX:
         raise CheckpointError(f"{path}: this is a single Open-Unmix target model; pass the folder "
                               "that holds all the target files instead")
     raise CheckpointError(f"{path}: unrecognised checkpoint; cumx reads its own .pt files, asteroid "
-                          "X-UMX .pth packages and Open-Unmix model folders")
+                          "X-UMX .pth packages, NNabla X-UMX .h5 files and Open-Unmix model folders")
 
 
-#: Names of the published models (the weights registry arrives with ``download-weights``).
-PUBLISHED_NAMES = ("xumx", "xumx-hq", "xumxl", "xumx-nnabla", "umxhq", "umx", "umxl")
+def resolve_model(spec: str, settings: WeightsSettings | None = None,
+                  events: DownloadEvents | None = None) -> CrossUMX:
+    """Load ``spec``: a checkpoint file or Open-Unmix folder, or a published model's name.
 
+    A path that exists is loaded as it is. Anything else that looks like a path (a separator or a
+    checkpoint suffix) is an error naming it. Otherwise ``spec`` is looked up in the registry of
+    published models; a model that is not cached is downloaded first (unless ``settings`` says
+    offline), and every cached file is checked against its recorded sha256 before loading.
 
-def resolve_model(spec: str) -> CrossUMX:
-    """Load ``spec``: a checkpoint file or Open-Unmix folder, or a published model's name."""
+    Args:
+        spec: a path or a registry name.
+        settings: cache, offline, mirror; the defaults (user cache, online) when None.
+        events: download progress hooks.
+
+    Raises:
+        CheckpointError: the file cannot be loaded; its subclasses for unknown names
+            (``UnknownWeightsError``), offline misses, failed downloads and bad checksums.
+    """
+    from cumx_cli.engine.weights.cache import WeightsSettings
+    from cumx_cli.engine.weights.download import ensure_model
+    from cumx_cli.engine.weights.registry import get_spec
+
     path = Path(spec).expanduser()
     if path.exists():
         return load_model(path)
-    if spec in PUBLISHED_NAMES:
-        raise CheckpointError(
-            f"model {spec!r} is a published model, but this version of cumx cannot download "
-            "published weights yet; pass --model PATH to a local checkpoint (a cumx .pt, an "
-            "asteroid X-UMX .pth, or an Open-Unmix model folder)"
-        )
     if "/" in spec or "\\" in spec or path.suffix in (".pt", ".pth", ".h5"):
         raise CheckpointError(f"{spec}: no such model file or folder")
-    raise CheckpointError(f"unknown model {spec!r}: give a checkpoint path, or one of "
-                          f"{', '.join(PUBLISHED_NAMES)}")
+    if get_spec(spec).format == "nnabla":  # unknown names fail in get_spec, before any I/O
+        from cumx_cli.engine.weights.nnabla import require_h5py
+
+        require_h5py()  # before a 142 MB download that could not be read
+    return load_model(ensure_model(spec, settings or WeightsSettings(), events))

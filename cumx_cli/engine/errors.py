@@ -33,3 +33,31 @@ class UnsafeCheckpointError(CheckpointError):
 
 class DatasetError(CumxError):
     """A training or evaluation dataset is missing, malformed or unsuitable."""
+
+
+class MissingDependencyError(CheckpointError):
+    """An optional package is needed for this file (e.g. h5py for NNabla weights)."""
+
+
+class WeightsError(CheckpointError):
+    """A published model's weights cannot be found, downloaded or verified."""
+
+
+class UnknownWeightsError(WeightsError):
+    """The name is not in the registry of published models."""
+
+
+class WeightsNotCachedError(WeightsError):
+    """Offline, and the model is not in the cache."""
+
+
+class DownloadError(WeightsError):
+    """A download failed (HTTP error, dropped connection, timeout, full disk)."""
+
+
+class NetworkUnreachableError(DownloadError):
+    """The host cannot be reached at all (no route, DNS failure, connect timeout)."""
+
+
+class ChecksumMismatchError(WeightsError):
+    """A downloaded or cached file does not have the published size or checksum."""

@@ -502,9 +502,11 @@ def test_root_verbose_flag_also_shows_tracebacks(song: Path) -> None:
 @pytest.mark.parametrize(("spec", "mentions"), [
     ("missing.pt", "missing.pt"),
     ("no/such/folder", "no/such/folder"),
-    ("xumx", "--model PATH"),
-], ids=["missing-file", "missing-folder", "default-name"])
-def test_model_not_available(song: Path, spec: str, mentions: str) -> None:
+    ("xumx", "cumx download-weights xumx"),
+], ids=["missing-file", "missing-folder", "default-name-offline"])
+def test_model_not_available(song: Path, spec: str, mentions: str,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUMX_OFFLINE", "1")  # the default model is downloaded on first use otherwise
     args = ("separate", song, "-o", "out") + (("-m", spec) if spec != "xumx" else ())
     result = cumx(*args)
     assert result.exit_code == 1, show(result)

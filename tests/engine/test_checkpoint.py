@@ -18,8 +18,9 @@ import torch
 
 from cumx_cli.engine.checkpoint import load_model, resolve_model, save_model
 from cumx_cli.engine.config import InferenceConfig
-from cumx_cli.engine.errors import CheckpointError, UnsafeCheckpointError
+from cumx_cli.engine.errors import CheckpointError, UnsafeCheckpointError, WeightsNotCachedError
 from cumx_cli.engine.inference.separator import Separator
+from cumx_cli.engine.weights.cache import WeightsSettings
 from tests.conftest import FIXTURES, random_model, tiny_config
 
 PEERS = FIXTURES / "peers"
@@ -137,8 +138,9 @@ def test_unknown_files_and_names(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="unrecognised checkpoint"):
         load_model(tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="published model"):
-        resolve_model("xumx")
+    offline = WeightsSettings(cache_dir=tmp_path / "cache", offline=True)
+    with pytest.raises(WeightsNotCachedError, match="cumx download-weights xumx"):
+        resolve_model("xumx", offline)
     with pytest.raises(CheckpointError, match="unknown model 'nope'"):
         resolve_model("nope")
     with pytest.raises(CheckpointError, match="no such model"):

@@ -1,0 +1,1 @@
+"""Published weights: the model registry, the cache, downloads, and the NNabla converter."""
