@@ -64,7 +64,7 @@ def main() -> None:
             value = fn(masks, mix_stft, stft, mixture, stems, target_mag, loss_fn)
             value.backward()
             best = min(best, time.perf_counter() - start)
-        times[name] = (best, float(value))
+        times[name] = (best, float(value.detach()))
         print(f"  {name:20s} {best:7.2f} s   loss {float(value):.6f}")
     ratio = times["per source (cumx)"][0] / times["per combination"][0]
     print(f"  ratio {ratio:.2f} (target <= 0.5); loss values differ by "
