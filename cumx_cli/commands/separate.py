@@ -129,6 +129,10 @@ def separate_command(
         "clamp: clip samples; none: leave float32 untouched.")] = Clip.rescale,
     sample_rate: Annotated[Optional[int], typer.Option(  # noqa: UP007
         help="Output sample rate in Hz.", show_default="the input's")] = None,
+    shard: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--shard", metavar="K/N", help="Process only the K-th of N shares of the inputs (sorted, "
+        "dealt round-robin): split a big folder across machines or GPUs.",
+        show_default=False)] = None,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Skip inputs whose stems all exist already.")] = False,
     as_json: Annotated[bool, typer.Option(
@@ -145,6 +149,7 @@ def separate_command(
     """
     from cumx_cli.engine.checkpoint import resolve_model
     from cumx_cli.engine.inference.pipeline import OutputSpec, collect_inputs, separate_files
+    from cumx_cli.engine.inference.pipeline import shard as shard_inputs
     from cumx_cli.engine.inference.separator import Separator
 
     State.quiet = State.quiet or quiet
@@ -158,6 +163,11 @@ def separate_command(
     items = collect_inputs(inputs)
     if not items:
         raise ConfigError("no audio files found in the given folder(s)")
+    if shard is not None:
+        items = shard_inputs(items, shard)
+        if not items:
+            info_line(f"shard {shard}: no inputs in this share")
+            raise typer.Exit(EXIT_OK)
 
     with DownloadReporter(reason=" (first use)") as reporter:
         loaded = resolve_model(model, weights_settings(cache_dir, offline, mirror), reporter)  # type: ignore[arg-type]

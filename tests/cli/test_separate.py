@@ -557,3 +557,26 @@ def test_code_executing_pickle_is_refused(song: Path, tmp_path: Path, writer: st
     assert "Traceback" not in result.output
     assert not marker.exists()
     assert not Path("out").exists()
+
+
+# -- --shard ----------------------------------------------------------------------------------
+
+
+def test_shards_split_the_inputs_exactly_once(model: str, tmp_path: Path) -> None:
+    folder = Path("many")
+    folder.mkdir()
+    for i in range(5):
+        sf.write(folder / f"t{i}.wav", music(0.3, seed=i), RATE)
+    seen = []
+    for k in (1, 2):
+        result = cumx("separate", folder, "-o", "out", "-m", model, "--json", "--shard", f"{k}/2")
+        assert result.exit_code == 0, show(result)
+        seen.append(sorted(Path(o["input"]).name for o in json_lines(result)))
+    assert seen == [["t0.wav", "t2.wav", "t4.wav"], ["t1.wav", "t3.wav"]]
+
+
+@pytest.mark.parametrize("value", ["3/2", "0/4", "a/b", "1-2"])
+def test_bad_shard_is_a_usage_error(model: str, song: Path, value: str) -> None:
+    result = cumx("separate", song, "-o", "out", "-m", model, "--shard", value)
+    assert result.exit_code == 2, show(result)
+    assert "--shard" in result.stderr

@@ -149,6 +149,24 @@ def collect_inputs(paths: Iterable[Path]) -> list[InputFile]:
     return found
 
 
+def shard(items: list[InputFile], spec: str) -> list[InputFile]:
+    """The K-th of N shares of the inputs, ``spec`` being ``"K/N"`` (1 <= K <= N).
+
+    Inputs are sorted by path and dealt round-robin (input i goes to share ``i % N + 1``), so
+    the N shares differ in size by at most one and together hold every input exactly once,
+    whichever machine computes them.
+    """
+    try:
+        k_text, n_text = spec.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise ConfigError(f"--shard {spec!r}: expected K/N, e.g. 2/8") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard {spec!r}: K must be between 1 and N")
+    ordered = sorted(items, key=lambda item: str(item.path))
+    return [item for i, item in enumerate(ordered) if i % n == k - 1]
+
+
 def output_paths(item: InputFile, sources: Iterable[str], spec: OutputSpec) -> dict[str, Path]:
     """Final output path of each source for one input."""
     return {src: spec.outdir / spec.template.format(track=item.track, source=src, ext=spec.fmt)
