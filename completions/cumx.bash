@@ -1,0 +1,10 @@
+_cumx_completion() {
+    local IFS=$'
+'
+    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
+                   COMP_CWORD=$COMP_CWORD \
+                   _CUMX_COMPLETE=complete_bash $1 ) )
+    return 0
+}
+
+complete -o default -F _cumx_completion cumx

@@ -1,0 +1,1 @@
+complete --command cumx --no-files --arguments "(env _CUMX_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) cumx)" --condition "env _CUMX_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) cumx"
