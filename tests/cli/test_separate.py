@@ -580,3 +580,69 @@ def test_bad_shard_is_a_usage_error(model: str, song: Path, value: str) -> None:
     result = cumx("separate", song, "-o", "out", "-m", model, "--shard", value)
     assert result.exit_code == 2, show(result)
     assert "--shard" in result.stderr
+
+
+# -- the rest of the bad-input corpus: edge inputs that must work, and failures ----------------
+
+
+@pytest.mark.parametrize(("name", "frames", "rate", "channels"), [
+    ("one sample.wav", 1, 44100, 2),
+    ("eight kHz.wav", 8000, 8000, 1),
+    ("hi-res 192k.flac", 96000, 192000, 2),
+    ("ünïcødé – 曲.wav", 22050, 44100, 2),
+])
+def test_edge_inputs_are_separated(model: str, name: str, frames: int, rate: int, channels: int) -> None:
+    path = Path("in dir") / name
+    path.parent.mkdir()
+    data = music(frames / rate + 0.01, channels=channels, rate=rate)[:frames]
+    sf.write(path, data, rate, subtype="PCM_24")
+    result = cumx("separate", path, "-o", "out put", "-m", model, "--json")
+    assert result.exit_code == 0, show(result)
+    (obj,) = json_lines(result)
+    assert obj["status"] == "ok" and len(obj["outputs"]) == 4
+    for stem in obj["outputs"].values():
+        info = sf.info(stem)
+        assert (info.frames, info.samplerate, info.channels) == (frames, rate, channels)
+        assert np.isfinite(sf.read(stem)[0]).all()
+
+
+def test_unreadable_input(model: str, song: Path) -> None:
+    bad = Path("locked.wav")
+    sf.write(bad, music(0.5), RATE)
+    bad.chmod(0)
+    if os.access(bad, os.R_OK):  # root reads anything: use a dangling link instead
+        bad.chmod(0o600)
+        bad.unlink()
+        bad.symlink_to("gone.wav")
+    result = cumx("separate", bad, song, "-o", "out", "-m", model)
+    assert result.exit_code == 1, show(result)
+    lines = error_lines(result)
+    assert len(lines) == 2 and "locked.wav" in lines[0], show(result)
+    assert ("permission denied" in lines[0]) or ("no such file" in lines[0])
+    assert files_under(Path("out")) == {f"song/{s}.wav" for s in SOURCES}
+
+
+def test_full_disk_while_writing(model: str, song: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC from the raw scratch writes: one line, nothing left behind, next input goes on."""
+    import errno
+
+    from cumx_cli.engine.inference import pipeline
+
+    real = pipeline._append_raw
+    calls = {"n": 0}
+
+    def full(file: object, stem: torch.Tensor) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(file, stem)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_append_raw", full)
+    first = Path("first.wav")
+    sf.write(first, music(1.0), RATE)
+    result = cumx("separate", first, song, "-o", "out", "-m", model)
+    assert result.exit_code == 1, show(result)
+    lines = error_lines(result)
+    assert "No space left" in lines[0] and "first" in lines[0], show(result)
+    assert files_under(Path("out")) == {f"song/{s}.wav" for s in SOURCES}
+    assert leftovers(Path("out")) == []

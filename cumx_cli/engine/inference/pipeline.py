@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -250,7 +250,7 @@ class _FileTrack:
             self._peak = max(self._peak, float(done.abs().max()))
         try:
             for src, stem in zip(self.outputs, done):
-                stem.T.contiguous().numpy().tofile(self._raw_files[src])
+                _append_raw(self._raw_files[src], stem)
         except OSError as exc:
             raise AudioIOError(f"{self.outputs[src]}: writing failed ({exc.strerror or exc})") from exc
         self.events.chunk_done(self.item.path)
@@ -309,6 +309,11 @@ class _FileTrack:
                 pass
         self._committed.clear()
         self._blocks = None
+
+
+def _append_raw(file: BinaryIO, stem: torch.Tensor) -> None:
+    """Append (channel, time) samples to a raw float32 scratch file, interleaved by frame."""
+    stem.T.contiguous().numpy().tofile(file)
 
 
 def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSpec,
