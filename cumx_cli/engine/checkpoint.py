@@ -94,6 +94,11 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint or it is damaged ({first})") from exc
 
 
+def read_checkpoint(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with cumx's errors (damaged file, unsafe pickle)."""
+    return _torch_load(Path(path))
+
+
 def _load_strict(model: CrossUMX, state: dict[str, torch.Tensor], path: Path) -> CrossUMX:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

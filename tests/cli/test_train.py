@@ -57,3 +57,15 @@ def test_errors_are_one_line(args: list[str], code: int, message: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.output
+
+
+def test_resume_from_a_checkpoint_of_the_wrong_format(tmp_path: Path) -> None:
+    from tests.conftest import FIXTURES
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes((FIXTURES / "peers" / "xumx_asteroid.pth").read_bytes())
+    result = run("train", "--resume", "run")
+    assert result.exit_code == 1 and "not a cumx training checkpoint" in result.stderr, result.output
+    (tmp_path / "run" / "last.pt").write_text("garbage")
+    result = run("train", "--resume", "run")
+    assert result.exit_code == 1 and "not a PyTorch checkpoint" in result.stderr, result.output

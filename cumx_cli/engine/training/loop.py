@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from cumx_cli.engine.checkpoint import save_model
+from cumx_cli.engine.checkpoint import read_checkpoint, save_model
 from cumx_cli.engine.config import TrainConfig
 from cumx_cli.engine.data.musdb import Track, load_tracks
 from cumx_cli.engine.data.sampler import RandomMixDataset
@@ -241,8 +241,8 @@ def load_run_config(run: Path) -> TrainConfig:
     last = Path(run) / "last.pt"
     if not last.is_file():
         raise CheckpointError(f"{run}: no last.pt to resume from; start a run with --out {run}")
-    data = torch.load(last, map_location="cpu", weights_only=True)
-    if "train_config" not in data:
+    data = read_checkpoint(last)
+    if not isinstance(data, dict) or "train_config" not in data:
         raise CheckpointError(f"{last}: not a cumx training checkpoint (no train_config)")
     return TrainConfig.from_dict(data["train_config"])
 
@@ -303,7 +303,7 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
         cooldown=config.lr_cooldown)
     state = _State()
     if resume:
-        data = torch.load(last, map_location="cpu", weights_only=True)
+        data = read_checkpoint(last)
         model.load_state_dict(data["state_dict"])
         t = data["training"]
         optimizer.load_state_dict(t["optimizer"])
