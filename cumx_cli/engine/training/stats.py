@@ -42,8 +42,11 @@ def input_statistics(tracks: list[Track], n_fft: int = 4096, hop: int = 1024,
     if cache_dir is not None:
         cache = Path(cache_dir) / "stats" / f"{_cache_key(tracks, n_fft, hop)}.pt"
         if cache.is_file():
-            data = torch.load(cache, weights_only=True)
-            return data["mean"], data["std"]
+            try:
+                data = torch.load(cache, weights_only=True)
+                return data["mean"], data["std"]
+            except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
+                cache.unlink(missing_ok=True)
     stft = STFT(n_fft, hop)
     total = torch.zeros(n_fft // 2 + 1, dtype=torch.float64)
     squares = torch.zeros_like(total)
