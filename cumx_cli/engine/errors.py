@@ -29,3 +29,7 @@ class CheckpointError(CumxError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint would need arbitrary code to load (a pickle with foreign globals)."""
+
+
+class EvaluationError(CumxError):
+    """Scoring cannot proceed: a missing or mismatched estimate, or an unusable dataset."""
