@@ -39,9 +39,10 @@ def root(
 
 
 def _register() -> None:
-    from cumx_cli.commands import separate
+    from cumx_cli.commands import evaluate, separate
 
     app.command("separate", no_args_is_help=True)(separate.separate_command)
+    app.command("eval", no_args_is_help=True)(evaluate.eval_command)
 
 
 _register()

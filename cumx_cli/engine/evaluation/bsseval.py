@@ -173,19 +173,21 @@ def distortion_filters(ref: torch.Tensor, est: torch.Tensor,
     corr = lagged_correlations(flat_ref, torch.cat([flat_ref, est.reshape(sc, -1)]), taps - 1)
     # Gram matrix of the delayed references: G[(a, m), (b, n)] = <s_a delayed m, s_b delayed n>,
     # which is the correlation of a and b at lag m - n.
-    delay = torch.arange(taps, device=ref.device)
-    lag_index = delay[:, None] - delay[None, :] + taps - 1
-    gram = corr[:, :sc][:, :, lag_index].permute(0, 2, 1, 3).reshape(sc * taps, sc * taps)
+    # G[a, m, b, n] = r_ab[m - n + taps - 1]: a Hankel view (m + n') flipped on its last axis.
+    rr = corr[:, :sc].contiguous()
+    hankel = rr.as_strided((sc, taps, sc, taps), (rr.stride(0), 1, rr.stride(1), 1))
+    gram = hankel.flip(-1).reshape(sc * taps, sc * taps)
     # D[(a, l), (k, c)] = <s_a delayed l, estimate channel (k, c)>: lags 0 .. taps - 1.
     target = corr[:, sc:, taps - 1 :].permute(0, 2, 1).reshape(sc * taps, sc)
     gram.diagonal().add_(EPS)  # museval solves (G + eps I) C = D
     solved = torch.linalg.solve(gram, target)  # ((a, l), (k, c))
     filters_all = solved.reshape(sc, taps, num_sources, num_channels).permute(2, 3, 0, 1)
 
-    own = torch.arange(num_sources, device=ref.device)
     block = num_channels * taps
-    gram_own = gram.reshape(num_sources, block, num_sources, block)[own, :, own, :]
-    target_own = target.reshape(num_sources, block, num_sources, num_channels)[own, :, own, :]
+    gram_own = torch.diagonal(gram.view(num_sources, block, num_sources, block), dim1=0, dim2=2)
+    gram_own = gram_own.permute(2, 0, 1).contiguous()  # (k, (d, l), (d', l'))
+    target_own = torch.diagonal(target.view(num_sources, block, num_sources, num_channels),
+                                dim1=0, dim2=2).permute(2, 0, 1).contiguous()
     solved_own = torch.linalg.solve(gram_own, target_own)  # (k, (d, l), c); eps already added
     filters_own = solved_own.reshape(num_sources, num_channels, taps, num_channels)
     return filters_all.contiguous(), filters_own.permute(0, 3, 1, 2).contiguous()
