@@ -93,8 +93,7 @@ def eval_command(
 ) -> None:
     """Score separations with BSSEval v4 (museval's SDR/SIR/ISR/SAR, 1 s frames).
 
-    Prints the median over frames, then over tracks, per source and their average (with the
-    published scores of a registered model beside them). Tracks already scored are skipped.
+    Prints the median over frames, then over tracks, per source and their average (with the published scores of a registered model beside them). Tracks already scored are skipped unless --force.
 
     Exit status: 0 when every track was scored or skipped; 1 when any failed (the others are still scored); 2 for usage errors.
     """
