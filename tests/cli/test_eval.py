@@ -27,7 +27,7 @@ def _cwd_and_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def musdb(tmp_path: Path) -> Path:
     root = tmp_path / "musdb"
-    stems = write_musdb(root, {"A - One": 2.0, "B - Two": 1.3})
+    stems = write_musdb(root, {"A - One": 1.5, "B - Two": 1.1})
     for n, (track, by_source) in enumerate(stems.items()):
         est = estimates(np.stack([by_source[s].T for s in SOURCES]), seed=n)
         for j, src in enumerate(SOURCES):

@@ -16,12 +16,14 @@ from cumx_cli.engine.evaluation import report, runner
 from tests.synthetic_musdb import RATE, SOURCES, estimates, museval_metrics, write_musdb
 
 CONFIG = EvalConfig()
+#: Shorter distortion filters where museval's exact settings are not the point: faster tests.
+QUICK = EvalConfig(filters_len=64)
 
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
     root = tmp_path / "musdb"
-    stems = write_musdb(root, {"A - One": 2.2, "B - Two": 1.5})
+    stems = write_musdb(root, {"A - One": 2.2, "B - Two": 1.2})
     return root, stems
 
 
@@ -51,10 +53,10 @@ def test_estimates_folder_scores_equal_museval_and_json_is_museval_format(
         dataset: tuple[Path, dict], tmp_path: Path) -> None:
     root, stems = dataset
     _write_estimates(tmp_path / "est", stems, cut=500)  # 500 samples short: padded, as museval
-    tracks = runner.find_tracks(root, "test")
+    tracks = runner.find_tracks(root, "test", ["A - One"])
     results = runner.evaluate_tracks(tracks, SOURCES, runner.EstimatesFolder(tmp_path / "est", 0.1),
                                      tmp_path / "out", CONFIG)
-    assert [r.status for r in results] == ["scored", "scored"]
+    assert [r.status for r in results] == ["scored"]
     path = tmp_path / "out" / "test" / "A - One.json"
     data = json.loads(path.read_text())
     assert data["museval_version"]
@@ -83,7 +85,7 @@ def test_museval_aggregation_reads_the_json_unchanged(dataset: tuple[Path, dict]
     _write_estimates(tmp_path / "est", stems)
     results = runner.evaluate_tracks(runner.find_tracks(root, "test"), SOURCES,
                                      runner.EstimatesFolder(tmp_path / "est", 0.1),
-                                     tmp_path / "out", CONFIG)
+                                     tmp_path / "out", QUICK)
     store = aggregate.EvalStore()
     store.add_eval_dir(tmp_path / "out")
     df = store.agg_frames_tracks_scores()
@@ -107,11 +109,11 @@ def test_resume_skips_scored_tracks_and_force_redoes_them(dataset: tuple[Path, d
     _write_estimates(tmp_path / "est", stems)
     tracks = runner.find_tracks(root, "test")
     est = runner.EstimatesFolder(tmp_path / "est", 0.1)
-    first = runner.evaluate_tracks(tracks, SOURCES, est, tmp_path / "out", CONFIG)
-    again = runner.evaluate_tracks(tracks, SOURCES, est, tmp_path / "out", CONFIG)
+    first = runner.evaluate_tracks(tracks, SOURCES, est, tmp_path / "out", QUICK)
+    again = runner.evaluate_tracks(tracks, SOURCES, est, tmp_path / "out", QUICK)
     assert [r.status for r in again] == ["skipped", "skipped"]
     assert again[0].frames == first[0].frames
-    forced = runner.evaluate_tracks(tracks, SOURCES, est, tmp_path / "out", CONFIG, force=True)
+    forced = runner.evaluate_tracks(tracks, SOURCES, est, tmp_path / "out", QUICK, force=True)
     assert [r.status for r in forced] == ["scored", "scored"]
 
 
@@ -144,7 +146,7 @@ def test_estimate_problems_name_the_track_and_file(dataset: tuple[Path, dict], t
         sf.write(bass, np.zeros((RATE, 2)) + 0.1, 22050)
     results = runner.evaluate_tracks(runner.find_tracks(root, "test"), SOURCES,
                                      runner.EstimatesFolder(tmp_path / "est", 0.1),
-                                     tmp_path / "out", CONFIG)
+                                     tmp_path / "out", QUICK)
     assert [r.status for r in results] == ["error", "scored"]
     assert "track 'A - One'" in results[0].error
     import re
@@ -157,10 +159,10 @@ def test_estimate_problems_name_the_track_and_file(dataset: tuple[Path, dict], t
 def test_silent_estimate_is_a_clear_error(dataset: tuple[Path, dict], tmp_path: Path) -> None:
     root, stems = dataset
     _write_estimates(tmp_path / "est", stems)
-    sf.write(tmp_path / "est" / "B - Two" / "drums.wav", np.zeros((int(1.5 * RATE), 2)), RATE)
+    sf.write(tmp_path / "est" / "B - Two" / "drums.wav", np.zeros((int(1.2 * RATE), 2)), RATE)
     results = runner.evaluate_tracks(runner.find_tracks(root, "test", ["B - Two"]), SOURCES,
                                      runner.EstimatesFolder(tmp_path / "est", 0.1),
-                                     tmp_path / "out", CONFIG)
+                                     tmp_path / "out", QUICK)
     assert "estimate of drums is silent" in results[0].error
 
 

@@ -31,7 +31,7 @@ import torch
 
 from cumx_cli.engine.audio.io import AudioInfo, probe, read_audio
 from cumx_cli.engine.config import EvalConfig
-from cumx_cli.engine.errors import CumxError, EvaluationError
+from cumx_cli.engine.errors import ConfigError, CumxError, EvaluationError
 from cumx_cli.engine.evaluation.bsseval import SilentSourceError, bss_eval_v4
 
 log = logging.getLogger(__name__)
@@ -331,7 +331,5 @@ def resolve_eval_device(name: str) -> torch.device:
 
     device = resolve_device(name)
     if device.type == "mps":
-        from cumx_cli.engine.errors import ConfigError
-
         raise ConfigError("BSSEval needs float64, which MPS lacks; use --device cpu")
     return device
