@@ -61,6 +61,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    # The allocator setting the `cumx` command applies at start-up (cumx_cli.app.main), so that
+    # both backends run as they would under `cumx eval`.
+    from cumx_cli.app import _tune_allocator
+
+    _tune_allocator()
     refs = stems(args.seconds)
     ests = estimates(refs)
     print(f"track: {args.seconds:.0f} s, {refs.shape[0]} sources, {refs.shape[1]} channels, "

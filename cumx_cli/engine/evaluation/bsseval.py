@@ -38,8 +38,9 @@ from cumx_cli.engine.shapes import check_shape
 EPS = float(torch.finfo(torch.float64).eps)
 #: FFT size of the blocks used for the lagged correlations.
 _BLOCK_FFT = 16384
-#: Blocks whose spectra are held in memory at once while correlating.
-_BLOCKS_PER_GROUP = 64
+#: Blocks whose spectra are held in memory at once while correlating (small: the products
+#: stay in cache; 8 was fastest on 2 CPU cores, twice as fast as 64).
+_BLOCKS_PER_GROUP = 8
 
 
 class SilentSourceError(EvaluationError):
@@ -78,7 +79,7 @@ def num_frames(length: int, window: int, hop: int) -> int:
 
 def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, *, window: int = 44100,
                 hop: int = 44100, filters_len: int = 512, device: torch.device | None = None,
-                frames_per_batch: int = 32) -> FrameScores:
+                frames_per_batch: int = 8) -> FrameScores:
     """Framewise SDR, ISR, SIR and SAR of estimates against references (BSSEval v4 images).
 
     Args:
@@ -228,38 +229,41 @@ def _framewise_scores(ref: torch.Tensor, est: torch.Tensor, filters_all: torch.T
     # Real block form of the complex product: [[Hr, -Hi], [Hi, Hr]] @ [Xr; Xi].
     matrix = torch.cat([torch.cat([spec.real, -spec.imag], dim=2),
                         torch.cat([spec.imag, spec.real], dim=2)], dim=1).contiguous()
+    # Parseval for a one-sided spectrum: every bin counts twice, except DC (and Nyquist).
     weight = torch.full((n_fft // 2 + 1,), 2.0 / n_fft, dtype=ref.dtype, device=ref.device)
     weight[0] = 1.0 / n_fft
     if n_fft % 2 == 0:
         weight[-1] = 1.0 / n_fft
+    scale = weight.sqrt().view(-1, 1, 1, 1, 1)
     ref_frames = ref.unfold(-1, frame_len, hop)[:, :, :count]  # (source, channel, frame, time)
     est_frames = est.unfold(-1, frame_len, hop)[:, :, :count]
     results = [_score_frames(ref_frames[:, :, t : t + frames_per_batch],
-                             est_frames[:, :, t : t + frames_per_batch], matrix, weight, n_fft)
+                             est_frames[:, :, t : t + frames_per_batch], matrix, scale, n_fft)
                for t in range(0, count, frames_per_batch)]
     metrics = torch.cat(results, dim=-1).cpu()  # (metric, source, frame)
     return FrameScores(sdr=metrics[0], isr=metrics[1], sir=metrics[2], sar=metrics[3])
 
 
 def _score_frames(ref: torch.Tensor, est: torch.Tensor, matrix: torch.Tensor,
-                  weight: torch.Tensor, n_fft: int) -> torch.Tensor:
+                  scale: torch.Tensor, n_fft: int) -> torch.Tensor:
     """Scores of a batch of frames. (source, channel, frame, time) twice -> (4, source, frame).
 
     The projections are full linear convolutions no longer than ``n_fft``, so their energies,
     and those of their differences with the (zero-padded) frames, are taken in the frequency
-    domain (Parseval, with ``weight`` per one-sided bin): no inverse transform is needed.
+    domain (Parseval): spectra are scaled by the square root of each one-sided bin's weight
+    (``scale``), so that an energy is a plain sum of squares, and no inverse transform is needed.
     Spectra are kept as real tensors (freq, re/im, source, channel, frame).
     """
     num_sources, num_channels, count, _ = ref.shape
     sc = num_sources * num_channels
 
     def split_spectrum(x: torch.Tensor) -> torch.Tensor:
-        parts = torch.view_as_real(torch.fft.rfft(x, n=n_fft))  # (s, c, frame, freq, 2)
-        return parts.permute(3, 4, 0, 1, 2).contiguous()
+        parts = torch.view_as_real(torch.fft.rfft(x, n=n_fft)).permute(3, 4, 0, 1, 2)
+        out = torch.empty(parts.shape, dtype=parts.dtype, device=parts.device)
+        return torch.mul(parts, scale, out=out)  # scaled and contiguous in one pass
 
     def energy(x: torch.Tensor) -> torch.Tensor:  # (freq, 2, s, c, frame) -> (s, frame)
-        total = weight @ x.square().reshape(x.shape[0], -1)
-        return total.view(2, num_sources, num_channels, count).sum(dim=(0, 2))
+        return x.square().sum(dim=(0, 1)).sum(dim=1)
 
     spec_ref = split_spectrum(ref)
     spec_est = split_spectrum(est)
