@@ -60,12 +60,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--plain-allocator", action="store_true",
+                        help="skip the allocator setting of the cumx command (museval as a "
+                        "plain Python user runs it)")
     args = parser.parse_args()
-    # The allocator setting the `cumx` command applies at start-up (cumx_cli.app.main), so that
-    # both backends run as they would under `cumx eval`.
-    from cumx_cli.app import _tune_allocator
+    if not args.plain_allocator:
+        # The allocator setting the `cumx` command applies at start-up (cumx_cli.app.main), so
+        # that both backends run as they would under `cumx eval`.
+        from cumx_cli.app import _tune_allocator
 
-    _tune_allocator()
+        _tune_allocator()
     refs = stems(args.seconds)
     ests = estimates(refs)
     print(f"track: {args.seconds:.0f} s, {refs.shape[0]} sources, {refs.shape[1]} channels, "
