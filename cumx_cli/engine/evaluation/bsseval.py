@@ -27,6 +27,7 @@ museval.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -132,16 +133,46 @@ def lagged_correlations(a: torch.Tensor, b: torch.Tensor, max_lag: int) -> torch
     Shapes:
         a: (i, time), b: (j, time), same time; returns (i, j, 2 * max_lag + 1)
     """
-    length = a.shape[-1]
+    padded = _padded_for_blocks([a, b], max_lag)
+    return _correlate_padded(padded, a.shape[0], a.shape[-1], max_lag)[:, a.shape[0] :]
+
+
+def _block_geometry(length: int, max_lag: int) -> tuple[int, int, int]:
+    """FFT size, hop and count of the correlation blocks."""
     size = max(_BLOCK_FFT, 1 << math.ceil(math.log2(8 * max_lag + 1)))
     step = size - 2 * max_lag
-    blocks = -(-length // step)
-    pad = (max_lag, blocks * step + max_lag - length)
-    a_blocks = torch.nn.functional.pad(a, pad).unfold(-1, size, step)  # (i, block, size)
-    b_blocks = torch.nn.functional.pad(b, pad).unfold(-1, size, step)
+    return size, step, -(-length // step)
+
+
+def _padded_for_blocks(groups: Sequence[torch.Tensor], max_lag: int) -> torch.Tensor:
+    """The signals of all groups, one per row, with ``max_lag`` zeros in front and enough behind
+    for whole blocks: a single copy of each signal.
+
+    Shapes:
+        groups: each (signal, time), same time; returns (all signals, padded time)
+    """
+    length = groups[0].shape[-1]
+    size, step, blocks = _block_geometry(length, max_lag)
+    rows = sum(g.shape[0] for g in groups)
+    out = torch.zeros(rows, (blocks - 1) * step + size, dtype=groups[0].dtype,
+                      device=groups[0].device)
+    row = 0
+    for group in groups:
+        out[row : row + group.shape[0], max_lag : max_lag + length] = group
+        row += group.shape[0]
+    return out
+
+
+def _correlate_padded(padded: torch.Tensor, num_a: int, length: int,
+                      max_lag: int) -> torch.Tensor:
+    """:func:`lagged_correlations` of ``padded[:num_a]`` with every signal in ``padded``."""
+    size, step, blocks = _block_geometry(length, max_lag)
+    a = padded[:num_a]
+    a_blocks = a.unfold(-1, size, step)  # (i, block, size)
+    b_blocks = padded.unfold(-1, size, step)
     mask = torch.zeros(size, dtype=a.dtype, device=a.device)
     mask[max_lag : max_lag + step] = 1.0
-    cross = torch.zeros(size // 2 + 1, a.shape[0], b.shape[0], dtype=torch.complex128
+    cross = torch.zeros(size // 2 + 1, a.shape[0], padded.shape[0], dtype=torch.complex128
                         if a.dtype == torch.float64 else torch.complex64, device=a.device)
     for start in range(0, blocks, _BLOCKS_PER_GROUP):
         part = slice(start, start + _BLOCKS_PER_GROUP)
@@ -170,8 +201,9 @@ def distortion_filters(ref: torch.Tensor, est: torch.Tensor,
     """
     num_sources, num_channels, _ = ref.shape
     sc, taps = num_sources * num_channels, filters_len
-    flat_ref = ref.reshape(sc, -1)
-    corr = lagged_correlations(flat_ref, torch.cat([flat_ref, est.reshape(sc, -1)]), taps - 1)
+    length = ref.shape[-1]
+    padded = _padded_for_blocks([ref.reshape(sc, length), est.reshape(sc, length)], taps - 1)
+    corr = _correlate_padded(padded, sc, length, taps - 1)
     # Gram matrix of the delayed references: G[(a, m), (b, n)] = <s_a delayed m, s_b delayed n>,
     # which is the correlation of a and b at lag m - n.
     # G[a, m, b, n] = r_ab[m - n + taps - 1]: a Hankel view (m + n') flipped on its last axis.
