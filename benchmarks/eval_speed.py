@@ -6,7 +6,12 @@ and prints both times, the ratio, and the largest differences: per frame, and be
 per-source medians over frames (the number the paper reports). museval must be installed
 (``pip install museval``; importing it also needs ffmpeg on PATH).
 
-    python benchmarks/eval_speed.py [--seconds 60] [--device cpu]
+    python benchmarks/eval_speed.py [--seconds 60] [--device cpu] [--plain-allocator]
+
+Measured on 2 shared CPU cores (60 s): fast 1.76-2.12 s, museval 31.5-35.5 s, 16.7-17.9x wall
+clock; with --plain-allocator museval took 49.6 s. Largest per-frame difference 4e-10 dB, NaN
+frames identical. Where the fast time goes: correlations ~0.4 s, the 4096x4096 LU ~0.45 s,
+frames ~0.65 s. The next step toward 20x would take the correlations from the frame spectra.
 """
 
 from __future__ import annotations
