@@ -190,3 +190,35 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return _from_dict(cls, dict(data), "training config")
+
+
+#: Evaluation backends: cumx's own BSSEval v4 in torch, or the museval package itself.
+EVAL_BACKENDS: tuple[str, ...] = ("fast", "museval")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How separations are scored (museval's BSSEval v4 settings by default).
+
+    ``max_length_mismatch_seconds``: an estimate up to this much shorter or longer than its
+    reference is zero-padded or cut to the reference's length, as museval's ``eval_mus_track``
+    does (the X-UMX reference scripts drop up to 1023 samples); a bigger difference is an error,
+    since it usually means a wrong file or a wrong sample rate.
+    """
+
+    window_seconds: float = 1.0
+    hop_seconds: float = 1.0
+    filters_len: int = 512
+    backend: str = "fast"
+    device: str = "auto"
+    max_length_mismatch_seconds: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.backend not in EVAL_BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(EVAL_BACKENDS)}, got {self.backend!r}")
+        if self.window_seconds <= 0 or self.hop_seconds <= 0:
+            raise ConfigError("the evaluation window and hop must be positive")
+        if self.filters_len < 1:
+            raise ConfigError(f"filters_len must be positive, got {self.filters_len}")
+        if self.max_length_mismatch_seconds < 0:
+            raise ConfigError("max_length_mismatch_seconds must be 0 or more")

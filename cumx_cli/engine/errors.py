@@ -61,3 +61,7 @@ class NetworkUnreachableError(DownloadError):
 
 class ChecksumMismatchError(WeightsError):
     """A downloaded or cached file does not have the published size or checksum."""
+
+
+class EvaluationError(CumxError):
+    """Scoring cannot proceed: a missing or mismatched estimate, or an unusable dataset."""

@@ -1,0 +1,164 @@
+"""``cumx eval``: BSSEval v4 scores of a model, or of stems on disk, on a MUSDB18-HQ folder."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from cumx_cli import options
+from cumx_cli.options import CacheDir, Mirror, Offline, weights_settings
+from cumx_cli.console import (
+    DownloadReporter,
+    EXIT_FAILED,
+    EXIT_OK,
+    State,
+    error_line,
+    guard,
+    info_line,
+    setup_logging,
+    warn_line,
+)
+from cumx_cli.engine.config import EvalConfig, InferenceConfig
+from cumx_cli.engine.errors import ConfigError, EvaluationError
+
+if TYPE_CHECKING:
+    from cumx_cli.engine.evaluation.runner import MusdbTrack, TrackResult
+
+
+class Subset(str, Enum):
+    test = "test"
+    train = "train"
+
+
+class Backend(str, Enum):
+    fast = "fast"
+    museval = "museval"
+
+
+class _CliEvents:
+    """One line per track on stderr (duck-typed ``runner.Events``)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+
+    def track_started(self, track: MusdbTrack) -> None:
+        pass
+
+    def track_finished(self, result: TrackResult) -> None:
+        self.done += 1
+        where = f"[{self.done}/{self.total}]"
+        if result.status == "error":
+            error_line(result.error or f"track {result.track!r}: failed")
+        elif result.status == "skipped":
+            info_line(f"{where} skipped {result.track} (scored already: {result.json_path}; "
+                      "--force to redo)")
+        else:
+            info_line(f"{where} [green]scored[/] {result.track} ({result.seconds:.1f} s)")
+
+
+@guard
+def eval_command(
+    musdb: Annotated[Path, typer.Option(
+        "--musdb", help="MUSDB18-HQ root: ROOT/{train,test}/<track>/{mixture,vocals,drums,bass,"
+        "other}.wav.", exists=True, file_okay=False, dir_okay=True, show_default=False)],
+    subset: Annotated[Subset, typer.Option(help="Which subset to score.")] = Subset.test,
+    model: Annotated[Optional[str], typer.Option(  # noqa: UP007 - typer needs Optional here
+        "-m", "--model", help="Separate each track's mixture with this model (a checkpoint "
+        "path or a published name) and score the stems.", show_default=False)] = None,
+    estimates: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--estimates", help="Score stems already on disk instead: DIR/<track>/<source>.wav.",
+        exists=True, file_okay=False, dir_okay=True, show_default=False)] = None,
+    out: Annotated[Path, typer.Option(
+        "-o", "--out", help="Output folder: <subset>/<track>.json (museval format), "
+        "summary.txt/.json, scores.csv, boxplot_<source>.png.")] = Path("eval"),
+    tracks: Annotated[Optional[list[str]], typer.Option(  # noqa: UP007
+        "--tracks", help="Only this track (repeat for more).", show_default="all")] = None,
+    backend: Annotated[Backend, typer.Option(
+        help="fast: cumx's BSSEval v4 in torch; museval: the museval package itself.")
+    ] = Backend.fast,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Score tracks again even if their JSON exists.")] = False,
+    niter: options.Niter = options.DEFAULT_NITER,
+    softmask: options.Softmask = False,
+    residual: options.Residual = False,
+    device: options.Device = options.DEFAULT_DEVICE,
+    chunk: options.Chunk = options.DEFAULT_CHUNK,
+    overlap: options.Overlap = options.DEFAULT_OVERLAP,
+    batch_size: options.BatchSize = options.DEFAULT_BATCH_SIZE,
+    quiet: options.Quiet = False,
+    verbose: options.Verbose = False,
+    cache_dir: CacheDir = None,
+    offline: Offline = False,
+    mirror: Mirror = None,
+) -> None:
+    """Score separations with BSSEval v4 (museval's SDR/SIR/ISR/SAR, 1 s frames).
+
+    Prints the median over frames, then over tracks, per source and their average (with the published scores of a registered model beside them). Tracks already scored are skipped unless --force.
+
+    Exit status: 0 when every track was scored or skipped; 1 when any failed (the others are still scored); 2 for usage errors.
+    """
+    from cumx_cli.engine.evaluation import report, runner
+
+    State.quiet = State.quiet or quiet
+    if verbose:
+        setup_logging(True)
+    if (model is None) == (estimates is None):
+        raise ConfigError("give either --model M (separate, then score) or --estimates DIR "
+                          "(score stems on disk), not both or neither")
+    config = EvalConfig(backend=backend.value, device=device)
+    eval_device = runner.resolve_eval_device(device)
+    selected = runner.find_tracks(musdb, subset.value, tracks or None)
+    estimator: runner.Estimator
+    if estimates is not None:
+        estimator = runner.EstimatesFolder(estimates, config.max_length_mismatch_seconds)
+        sources: tuple[str, ...] = runner.MUSDB_TARGETS
+        what = f"stems in {estimates}"
+    else:
+        estimator, sources = _separator_estimator(model or "", niter, softmask, residual, device,
+                                                  chunk, overlap, batch_size,
+                                                  weights_settings(cache_dir, offline, mirror))
+        what = f"model {model}"
+    info_line(f"scoring {what} on {len(selected)} {subset.value} track(s) with the {backend.value} "
+              f"backend on {eval_device}: {', '.join(sources)} -> {out}")
+    results = runner.evaluate_tracks(selected, sources, estimator, out, config, force=force,
+                                     device=eval_device, events=_CliEvents(len(selected)))
+    failed = sum(r.status == "error" for r in results)
+    if any(r.frames for r in results):
+        summary = report.summarize(results, sources)
+        published = report.published_scores(model)
+        table = report.format_table(summary, published, model)
+        sys.stdout.write(table)
+        paths = report.write_reports(summary, out, published, model)
+        try:
+            report.write_boxplots(summary, out)
+        except EvaluationError as exc:
+            warn_line(str(exc))
+        info_line(f"summary: {paths['summary']}, {paths['csv']}")
+    if failed:
+        error_line(f"{failed} of {len(results)} track(s) failed")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _separator_estimator(model: str, niter: int, softmask: bool, residual: bool, device: str,
+                         chunk: float, overlap: float, batch_size: int,
+                         settings: object) -> tuple[object, tuple[str, ...]]:
+    from cumx_cli.engine.checkpoint import resolve_model
+    from cumx_cli.engine.evaluation import runner
+    from cumx_cli.engine.inference.separator import Separator
+
+    inference = InferenceConfig(chunk_seconds=chunk, overlap_seconds=overlap,
+                                batch_size=batch_size, niter=niter, softmask=softmask,
+                                residual=residual, device=device)
+    with DownloadReporter(reason=" (first use)") as reporter:
+        loaded = resolve_model(model, settings, reporter)  # type: ignore[arg-type]
+    separator = Separator(loaded, inference)
+    sources = tuple(s for s in runner.MUSDB_TARGETS if s in separator.sources)
+    if len(sources) < 2:
+        raise EvaluationError(f"model {model} separates {', '.join(separator.sources)}; "
+                              "BSSEval needs two or more of vocals, drums, bass, other")
+    return runner.SeparatorEstimator(separator), sources

@@ -1,0 +1,1 @@
+"""Scoring separations: BSSEval v4 (bsseval), the evaluation runner and its reports."""

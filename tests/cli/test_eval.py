@@ -1,0 +1,143 @@
+"""``cumx eval`` end to end through the CLI: outputs, resuming, published scores, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from cumx_cli.app import app
+from cumx_cli.console import State
+from cumx_cli.engine import checkpoint
+from tests.conftest import random_model, tiny_config
+from tests.synthetic_musdb import RATE, SOURCES, estimates, write_musdb
+
+
+@pytest.fixture(autouse=True)
+def _cwd_and_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(State, "verbose", False)
+    monkeypatch.setattr(State, "quiet", False)
+
+
+@pytest.fixture
+def musdb(tmp_path: Path) -> Path:
+    root = tmp_path / "musdb"
+    stems = write_musdb(root, {"A - One": 1.5, "B - Two": 1.1})
+    for n, (track, by_source) in enumerate(stems.items()):
+        est = estimates(np.stack([by_source[s].T for s in SOURCES]), seed=n)
+        for j, src in enumerate(SOURCES):
+            path = tmp_path / "est" / track / f"{src}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, np.clip(est[j].T, -1, 1), RATE, subtype="FLOAT")
+    return root
+
+
+def cumx(*args: object):  # -> typer.testing.Result
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def show(result) -> str:  # type: ignore[no-untyped-def]
+    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
+
+
+def test_help() -> None:
+    result = cumx("eval", "--help")
+    assert result.exit_code == 0
+    for option in ("--musdb", "--estimates", "--backend", "--force", "--tracks", "--niter"):
+        assert option in result.stdout
+
+
+def test_estimates_are_scored_reported_and_resumed(musdb: Path) -> None:
+    result = cumx("eval", "--musdb", musdb, "--estimates", "est", "--out", "scores")
+    assert result.exit_code == 0, show(result)
+    out = Path("scores")
+    for track in ("A - One", "B - Two"):
+        data = json.loads((out / "test" / f"{track}.json").read_text())
+        assert [t["name"] for t in data["targets"]] == list(SOURCES)
+    assert "median over frames, then median over 2 track(s)" in result.stdout
+    assert all(src in result.stdout for src in (*SOURCES, "avg"))
+    assert "published" not in result.stdout
+    assert (out / "summary.txt").read_text() == result.stdout
+    assert (out / "scores.csv").read_text().startswith("track,source,SDR,SIR,ISR,SAR")
+    assert "scored A - One" in result.stderr
+
+    again = cumx("eval", "--musdb", musdb, "--estimates", "est", "--out", "scores")
+    assert again.exit_code == 0, show(again)
+    assert "skipped A - One" in again.stderr and again.stdout == result.stdout
+
+    forced = cumx("eval", "--musdb", musdb, "--estimates", "est", "--out", "scores", "--force",
+                  "--tracks", "B - Two")
+    assert forced.exit_code == 0, show(forced)
+    assert "scored B - Two" in forced.stderr and "A - One" not in forced.stderr
+
+
+def test_model_is_run_and_published_scores_shown(musdb: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_resolve(spec: str):  # type: ignore[no-untyped-def]
+        calls.append(spec)
+        return random_model(tiny_config())
+
+    monkeypatch.setattr(checkpoint, "resolve_model", fake_resolve)
+    result = cumx("eval", "--musdb", musdb, "--model", "xumx", "--out", "scores",
+                  "--tracks", "B - Two", "--chunk", "1", "--overlap", "0.25")
+    assert result.exit_code == 0, show(result)
+    assert calls == ["xumx"]
+    assert "published (xumx)" in result.stdout and "6.61" in result.stdout
+    assert Path("scores/test/B - Two.json").exists()
+
+
+def test_a_real_checkpoint_without_published_scores(musdb: Path, tiny_model_path: Path) -> None:
+    result = cumx("eval", "--musdb", musdb, "-m", tiny_model_path, "--out", "scores",
+                  "--tracks", "B - Two", "--device", "cpu")
+    assert result.exit_code == 0, show(result)
+    assert "published" not in result.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["--model", "x.pt", "--estimates", "est"]])
+def test_model_xor_estimates(musdb: Path, args: list[str]) -> None:
+    result = cumx("eval", "--musdb", musdb, *args)
+    assert result.exit_code == 2, show(result)
+    assert "either --model M" in result.stderr
+
+
+def test_a_missing_stem_fails_that_track_only(musdb: Path) -> None:
+    Path("est/A - One/vocals.wav").unlink()
+    result = cumx("eval", "--musdb", musdb, "--estimates", "est", "--out", "scores")
+    assert result.exit_code == 1, show(result)
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert any("track 'A - One': estimate" in line and "vocals.wav is missing" in line
+               for line in lines), show(result)
+    assert "1 of 2 track(s) failed" in result.stderr
+    assert Path("scores/test/B - Two.json").exists()
+    assert not Path("scores/test/A - One.json").exists()
+
+
+def test_unknown_track_and_missing_subset(musdb: Path) -> None:
+    result = cumx("eval", "--musdb", musdb, "--estimates", "est", "--tracks", "Nope")
+    assert result.exit_code == 1 and "Nope" in result.stderr
+    result = cumx("eval", "--musdb", musdb, "--estimates", "est", "--subset", "train")
+    assert result.exit_code == 1 and "no such folder" in result.stderr
+
+
+def test_museval_backend_agrees_with_fast(musdb: Path) -> None:
+    try:
+        import museval  # noqa: F401
+    except (ImportError, RuntimeError) as exc:  # importing museval needs ffmpeg (musdb)
+        pytest.skip(f"museval cannot be imported here: {exc}")
+    args = ("eval", "--musdb", musdb, "--estimates", "est", "--tracks", "B - Two")
+    assert cumx(*args, "--out", "fast").exit_code == 0
+    result = cumx(*args, "--out", "slow", "--backend", "museval")
+    assert result.exit_code == 0, show(result)
+    fast = json.loads(Path("fast/test/B - Two.json").read_text())
+    slow = json.loads(Path("slow/test/B - Two.json").read_text())
+    for t_fast, t_slow in zip(fast["targets"], slow["targets"]):
+        for f_fast, f_slow in zip(t_fast["frames"], t_slow["frames"]):
+            for m, v in f_slow["metrics"].items():
+                assert f_fast["metrics"][m] == pytest.approx(v, abs=2e-5, nan_ok=True)

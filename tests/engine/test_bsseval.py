@@ -1,0 +1,104 @@
+"""BSSEval v4 in torch against museval's own code (run on short signals)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cumx_cli.engine.errors import ShapeError
+from cumx_cli.engine.evaluation.bsseval import (
+    SilentSourceError,
+    bss_eval_v4,
+    lagged_correlations,
+    num_frames,
+)
+from tests.synthetic_musdb import estimates, museval_metrics, sources
+
+METRICS = museval_metrics()  # skips this module when museval is not installed
+
+
+def _both(refs: np.ndarray, ests: np.ndarray, window: int, hop: int, taps: int
+          ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """museval's (SDR, ISR, SIR, SAR) and cumx's, each (source, frame)."""
+    expected = METRICS.bss_eval(refs.transpose(0, 2, 1), ests.transpose(0, 2, 1), window=window,
+                                hop=hop, filters_len=taps, framewise_filters=False,
+                                bsseval_sources_version=False)[:4]
+    got = bss_eval_v4(torch.from_numpy(refs), torch.from_numpy(ests), window=window, hop=hop,
+                      filters_len=taps)
+    return expected, (got.sdr.numpy(), got.isr.numpy(), got.sir.numpy(), got.sar.numpy())
+
+
+def _assert_same(expected: tuple[np.ndarray, ...], got: tuple[np.ndarray, ...]) -> None:
+    for name, a, b in zip(("SDR", "ISR", "SIR", "SAR"), expected, got):
+        assert a.shape == b.shape, name
+        assert np.array_equal(np.isnan(a), np.isnan(b)), f"{name}: NaN frames differ"
+        assert np.allclose(a, b, atol=1e-6, rtol=0, equal_nan=True), (name, np.nanmax(abs(a - b)))
+        for j in range(a.shape[0]):
+            if not np.isnan(a[j]).all():
+                assert abs(np.nanmedian(a[j]) - np.nanmedian(b[j])) < 0.01, (name, j)
+
+
+def test_museval_settings_with_silent_passages_good_and_poor_estimates() -> None:
+    """The paper's settings: 4 stereo sources, 1 s frames, 512 taps; silence in a reference
+    (frame 1) and in an estimate (frame 2) make those frames NaN for every source."""
+    rate = 44100
+    refs = sources(4, 2, int(3.4 * rate))
+    ests = estimates(refs)
+    refs[2, :, rate : 2 * rate] = 0.0
+    ests[1, :, 2 * rate : 3 * rate] = 0.0
+    ests[3, :, 100:rate] = 0.0  # silent for most of frame 0 only: not a silent frame
+    expected, got = _both(refs, ests, rate, rate, 512)
+    _assert_same(expected, got)
+    assert np.isnan(got[0][:, 1]).all() and np.isnan(got[0][:, 2]).all()
+    assert not np.isnan(got[0][:, 0]).any()
+    # good estimates (even sources) score far above poor ones (odd sources)
+    assert np.nanmedian(got[0][0]) > np.nanmedian(got[0][1]) + 10
+
+
+@pytest.mark.parametrize(("num_sources", "num_channels", "length", "window", "hop"), [
+    (2, 1, 20000, 4000, 4000),    # mono, two sources
+    (3, 2, 20011, 4000, 3000),    # overlapping frames, ragged end (dropped, as museval does)
+    (2, 2, 3000, 4000, 4000),     # shorter than one window: one frame, the whole signal
+])
+def test_shapes_and_framing_match_museval(num_sources: int, num_channels: int, length: int,
+                                          window: int, hop: int) -> None:
+    refs = sources(num_sources, num_channels, length, seed=3)
+    ests = estimates(refs, seed=4)
+    expected, got = _both(refs, ests, window, hop, 64)
+    assert got[0].shape == (num_sources, num_frames(length, window, hop))
+    _assert_same(expected, got)
+
+
+def test_lagged_correlations_equal_direct_sums() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 40000, dtype=torch.float64, generator=gen)
+    b = torch.randn(3, 40000, dtype=torch.float64, generator=gen)
+    got = lagged_correlations(a, b, 5)
+    for i in range(2):
+        for j in range(3):
+            for k in range(-5, 6):
+                x = a[i, max(0, -k) : 40000 - max(0, k)]
+                y = b[j, max(0, k) : 40000 + min(0, k)]
+                assert torch.isclose(got[i, j, k + 5], (x * y).sum(), rtol=1e-10)
+
+
+def test_perfect_estimate_scores_high() -> None:
+    refs = torch.from_numpy(sources(2, 2, 20000))
+    ests = refs + 1e-6 * torch.randn(refs.shape, dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(0))
+    got = bss_eval_v4(refs, ests, window=10000, hop=10000, filters_len=32)
+    assert (got.sdr > 60).all()
+
+
+def test_whole_silent_source_and_bad_shapes_are_refused() -> None:
+    refs = torch.from_numpy(sources(2, 2, 5000))
+    silent = refs.clone()
+    silent[1] = 0
+    with pytest.raises(SilentSourceError) as info:
+        bss_eval_v4(silent, refs, window=1000, hop=1000, filters_len=16)
+    assert (info.value.kind, info.value.index) == ("reference", 1)
+    with pytest.raises(SilentSourceError):
+        bss_eval_v4(refs, silent, window=1000, hop=1000, filters_len=16)
+    with pytest.raises(ShapeError):
+        bss_eval_v4(refs, refs[..., :-1], window=1000, hop=1000, filters_len=16)
