@@ -80,7 +80,7 @@ def test_model_is_run_and_published_scores_shown(musdb: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def fake_resolve(spec: str):  # type: ignore[no-untyped-def]
+    def fake_resolve(spec: str, settings=None, events=None):  # type: ignore[no-untyped-def]
         calls.append(spec)
         return random_model(tiny_config())
 
