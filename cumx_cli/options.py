@@ -51,8 +51,9 @@ def weights_settings(cache_dir: Path | None, offline: bool, mirror: str | None) 
 _INF = InferenceConfig()
 
 Model = Annotated[str, typer.Option(
-    "-m", "--model", help="A checkpoint: cumx .pt, asteroid X-UMX .pth, or an Open-Unmix model "
-    "folder; or a published model name.")]
+    "-m", "--model", help="A published model name (downloaded on first use; see "
+    "'cumx download-weights --list'), or a checkpoint: cumx .pt, asteroid X-UMX .pth, NNabla "
+    ".h5, or an Open-Unmix model folder.")]
 Niter = Annotated[int, typer.Option(help="Wiener/EM iterations (0: masks only).", min=0)]
 Softmask = Annotated[bool, typer.Option(
     "--softmask", help="Start the Wiener filter from ratio masks, not the mixture phase.")]

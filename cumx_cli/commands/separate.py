@@ -24,12 +24,12 @@ from cumx_cli.console import (
 )
 from cumx_cli.engine.config import DEFAULT_TEMPLATE, InferenceConfig
 from cumx_cli.engine.errors import ConfigError
+from cumx_cli import options
 from cumx_cli.options import CacheDir, Mirror, Offline, weights_settings
 
 if TYPE_CHECKING:
     from cumx_cli.engine.inference.pipeline import TrackResult
 
-_INF = InferenceConfig()
 
 
 class Format(str, Enum):
@@ -104,24 +104,17 @@ def separate_command(
     filename: Annotated[str, typer.Option(
         "--filename", help="Output path template under the output folder; fields {track}, "
         "{source}, {ext}.")] = DEFAULT_TEMPLATE,
-    model: Annotated[str, typer.Option(
-        "-m", "--model", help="A published model name (downloaded on first use; see "
-        "'cumx download-weights --list'), or a checkpoint: cumx .pt, asteroid X-UMX .pth, NNabla "
-        ".h5, or an Open-Unmix model folder.")] = "xumx",
-    niter: Annotated[int, typer.Option(help="Wiener/EM iterations (0: masks only).", min=0)] = _INF.niter,
-    softmask: Annotated[bool, typer.Option(
-        "--softmask", help="Start the Wiener filter from ratio masks, not the mixture phase.")] = False,
-    residual: Annotated[bool, typer.Option(
-        "--residual", help="Also write 'residual': the mixture minus all sources.")] = False,
+    model: options.Model = "xumx",
+    niter: options.Niter = options.DEFAULT_NITER,
+    softmask: options.Softmask = False,
+    residual: options.Residual = False,
     stems: Annotated[Optional[str], typer.Option(  # noqa: UP007 - typer needs Optional here
         help="Comma-separated sources to write, e.g. vocals,drums (all are still separated "
         "jointly).", show_default="all")] = None,
-    device: Annotated[str, typer.Option(
-        envvar="CUMX_DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = _INF.device,
-    chunk: Annotated[float, typer.Option(help="Chunk length in seconds.")] = _INF.chunk_seconds,
-    overlap: Annotated[float, typer.Option(help="Cross-fade between chunks, in seconds.")] = _INF.overlap_seconds,
-    batch_size: Annotated[int, typer.Option(
-        help="Chunks per batch (0: 1 on CPU, 4 on GPU).", min=0)] = _INF.batch_size,
+    device: options.Device = options.DEFAULT_DEVICE,
+    chunk: options.Chunk = options.DEFAULT_CHUNK,
+    overlap: options.Overlap = options.DEFAULT_OVERLAP,
+    batch_size: options.BatchSize = options.DEFAULT_BATCH_SIZE,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.wav,
     dtype: Annotated[Dtype, typer.Option(help="Sample type of wav/flac output.")] = Dtype.int16,
     clip: Annotated[Clip, typer.Option(
@@ -137,8 +130,8 @@ def separate_command(
         "--skip-existing", help="Skip inputs whose stems all exist already.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object per input on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Tracebacks and debug logs.")] = False,
+    quiet: options.Quiet = False,
+    verbose: options.Verbose = False,
     cache_dir: CacheDir = None,
     offline: Offline = False,
     mirror: Mirror = None,
