@@ -35,6 +35,16 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
+    real_getaddrinfo = socket.getaddrinfo
+
+    def local_names_only(host: object, *args: object, **kwargs: object) -> object:
+        # no DNS traffic either: a name that is not local fails as an unresolvable one would
+        if host not in (None, "127.0.0.1", "localhost", "::1", b"localhost", b"127.0.0.1"):
+            raise socket.gaierror(socket.EAI_NONAME, f"test network guard: {host!r} is not local")
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_names_only)
+
 
 def tiny_config(**overrides: object) -> ModelConfig:
     """A small full-STFT model: n_fft 4096 like the real one, hidden 8, one LSTM layer."""
