@@ -103,7 +103,7 @@ def separate_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("separated"),
     filename: Annotated[str, typer.Option(
         "--filename", help="Output path template under the output folder; fields {track}, "
-        "{source}, {ext}.")] = DEFAULT_TEMPLATE,
+        "{name}, {parent}, {source}, {ext}.")] = DEFAULT_TEMPLATE,
     model: options.Model = "xumx",
     niter: options.Niter = options.DEFAULT_NITER,
     softmask: options.Softmask = False,

@@ -646,3 +646,18 @@ def test_full_disk_while_writing(model: str, song: Path, monkeypatch: pytest.Mon
     assert "No space left" in lines[0] and "first" in lines[0], show(result)
     assert files_under(Path("out")) == {f"song/{s}.wav" for s in SOURCES}
     assert leftovers(Path("out")) == []
+
+
+def test_parent_and_name_fields_give_the_estimates_layout(model: str) -> None:
+    for track in ("A - One", "B - Two"):
+        folder = Path("musdb/test") / track
+        folder.mkdir(parents=True)
+        sf.write(folder / "mixture.wav", music(0.3), RATE)
+    result = cumx("separate", "musdb/test", "-o", "est", "-m", model, "--filename",
+                  "{parent}/{source}.{ext}")
+    assert result.exit_code == 0, show(result)
+    assert files_under(Path("est")) == {f"{t}/{s}.wav" for t in ("A - One", "B - Two") for s in SOURCES}
+    result = cumx("separate", "musdb/test/A - One/mixture.wav", "-o", "flat", "-m", model,
+                  "--filename", "{name}_{source}.{ext}")
+    assert result.exit_code == 0, show(result)
+    assert files_under(Path("flat")) == {f"mixture_{s}.wav" for s in SOURCES}

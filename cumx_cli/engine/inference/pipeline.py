@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 ClipMode = Literal["rescale", "clamp", "none"]
 Status = Literal["ok", "error", "skipped"]
-_FIELDS = ("track", "source", "ext")
+_FIELDS = ("track", "name", "parent", "source", "ext")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def check_template(template: str) -> None:
     unknown = sorted(names - set(_FIELDS))
     if unknown:
         raise ConfigError(f"--filename {template!r} uses unknown field(s) {', '.join(unknown)}; "
-                          "the fields are {track}, {source} and {ext}")
+                          "the fields are {track}, {name}, {parent}, {source} and {ext}")
     if "source" not in names:
         raise ConfigError(f"--filename {template!r} must contain {{source}}, or every stem "
                           "would get the same name")
@@ -168,8 +168,14 @@ def shard(items: list[InputFile], spec: str) -> list[InputFile]:
 
 
 def output_paths(item: InputFile, sources: Iterable[str], spec: OutputSpec) -> dict[str, Path]:
-    """Final output path of each source for one input."""
-    return {src: spec.outdir / spec.template.format(track=item.track, source=src, ext=spec.fmt)
+    """Final output path of each source for one input.
+
+    Template fields: ``{track}`` (the file's name without suffix, or for files found in a
+    folder input their path relative to it), ``{name}`` (the file name without suffix),
+    ``{parent}`` (the name of the folder holding the file), ``{source}``, ``{ext}``.
+    """
+    fields = {"track": item.track, "name": item.path.stem, "parent": item.path.parent.name}
+    return {src: spec.outdir / spec.template.format(**fields, source=src, ext=spec.fmt)
             for src in sources}
 
 
