@@ -15,6 +15,7 @@ import typer
 from cumx_cli.engine.config import InferenceConfig
 
 if TYPE_CHECKING:
+    from cumx_cli.engine.model import CrossUMX
     from cumx_cli.engine.weights.cache import WeightsSettings
 
 CacheDir = Annotated[Optional[Path], typer.Option(  # noqa: UP007 - typer needs Optional
@@ -49,6 +50,16 @@ def weights_settings(cache_dir: Path | None, offline: bool, mirror: str | None) 
                            timeout=timeout)
 
 _INF = InferenceConfig()
+
+def load_model(model: str, cache_dir: Path | None, offline: bool, mirror: str | None) -> CrossUMX:
+    """``--model`` for a command: a checkpoint path, or a published name downloaded on first use
+    (with its one stderr line and progress bar)."""
+    from cumx_cli.console import DownloadReporter
+    from cumx_cli.engine.checkpoint import resolve_model
+
+    with DownloadReporter(reason=" (first use)") as reporter:
+        return resolve_model(model, weights_settings(cache_dir, offline, mirror), reporter)  # type: ignore[arg-type]
+
 
 Model = Annotated[str, typer.Option(
     "-m", "--model", help="A published model name (downloaded on first use; see "

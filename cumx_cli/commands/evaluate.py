@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cumx_cli import options
-from cumx_cli.options import CacheDir, Mirror, Offline, weights_settings
+from cumx_cli.options import CacheDir, Mirror, Offline
 from cumx_cli.console import (
-    DownloadReporter,
     EXIT_FAILED,
     EXIT_OK,
     State,
@@ -27,6 +26,7 @@ from cumx_cli.engine.errors import ConfigError, EvaluationError
 
 if TYPE_CHECKING:
     from cumx_cli.engine.evaluation.runner import MusdbTrack, TrackResult
+    from cumx_cli.engine.model import CrossUMX
 
 
 class Subset(str, Enum):
@@ -119,9 +119,11 @@ def eval_command(
         sources: tuple[str, ...] = runner.MUSDB_TARGETS
         what = f"stems in {estimates}"
     else:
-        estimator, sources = _separator_estimator(model or "", niter, softmask, residual, device,
-                                                  chunk, overlap, batch_size,
-                                                  weights_settings(cache_dir, offline, mirror))
+        inference = InferenceConfig(chunk_seconds=chunk, overlap_seconds=overlap,
+                                    batch_size=batch_size, niter=niter, softmask=softmask,
+                                    residual=residual, device=device)  # checked before loading
+        loaded = options.load_model(model or "", cache_dir, offline, mirror)
+        estimator, sources = _separator_estimator(model or "", loaded, inference)
         what = f"model {model}"
     info_line(f"scoring {what} on {len(selected)} {subset.value} track(s) with the {backend.value} "
               f"backend on {eval_device}: {', '.join(sources)} -> {out}")
@@ -144,18 +146,11 @@ def eval_command(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-def _separator_estimator(model: str, niter: int, softmask: bool, residual: bool, device: str,
-                         chunk: float, overlap: float, batch_size: int,
-                         settings: object) -> tuple[object, tuple[str, ...]]:
-    from cumx_cli.engine.checkpoint import resolve_model
+def _separator_estimator(model: str, loaded: CrossUMX,
+                         inference: InferenceConfig) -> tuple[object, tuple[str, ...]]:
     from cumx_cli.engine.evaluation import runner
     from cumx_cli.engine.inference.separator import Separator
 
-    inference = InferenceConfig(chunk_seconds=chunk, overlap_seconds=overlap,
-                                batch_size=batch_size, niter=niter, softmask=softmask,
-                                residual=residual, device=device)
-    with DownloadReporter(reason=" (first use)") as reporter:
-        loaded = resolve_model(model, settings, reporter)  # type: ignore[arg-type]
     separator = Separator(loaded, inference)
     sources = tuple(s for s in runner.MUSDB_TARGETS if s in separator.sources)
     if len(sources) < 2:

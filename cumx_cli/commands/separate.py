@@ -14,7 +14,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from cumx_cli.console import (
     EXIT_FAILED,
     EXIT_OK,
-    DownloadReporter,
     State,
     error_line,
     guard,
@@ -25,7 +24,7 @@ from cumx_cli.console import (
 from cumx_cli.engine.config import DEFAULT_TEMPLATE, InferenceConfig
 from cumx_cli.engine.errors import ConfigError
 from cumx_cli import options
-from cumx_cli.options import CacheDir, Mirror, Offline, weights_settings
+from cumx_cli.options import CacheDir, Mirror, Offline
 
 if TYPE_CHECKING:
     from cumx_cli.engine.inference.pipeline import TrackResult
@@ -140,7 +139,6 @@ def separate_command(
 
     Exit status: 0 when every input succeeded or was skipped; 1 when any failed (the others are still processed); 2 for usage errors.
     """
-    from cumx_cli.engine.checkpoint import resolve_model
     from cumx_cli.engine.inference.pipeline import OutputSpec, collect_inputs, separate_files
     from cumx_cli.engine.inference.pipeline import shard as shard_inputs
     from cumx_cli.engine.inference.separator import Separator
@@ -162,9 +160,7 @@ def separate_command(
             info_line(f"shard {shard}: no inputs in this share")
             raise typer.Exit(EXIT_OK)
 
-    with DownloadReporter(reason=" (first use)") as reporter:
-        loaded = resolve_model(model, weights_settings(cache_dir, offline, mirror), reporter)  # type: ignore[arg-type]
-    separator = Separator(loaded, inference)
+    separator = Separator(options.load_model(model, cache_dir, offline, mirror), inference)
     info_line(f"model {model} ({', '.join(separator.sources)}) on {separator.device}; "
               f"{len(items)} input(s) -> {output}")
     progress = None
