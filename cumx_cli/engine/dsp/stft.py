@@ -14,6 +14,17 @@ from torch import nn
 from cumx_cli.engine.errors import ShapeError
 
 
+def magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """``|spec|`` as ``sqrt(re^2 + im^2)``, in the input's memory layout.
+
+    This is Open-Unmix's own formula (its ``ComplexNorm``), and about four times faster on the
+    CPU than ``torch.abs``, which calls ``hypot``. It underflows to 0 below about 1e-19 and its
+    gradient at 0 is not finite, so it is for inference; training keeps ``torch.abs``.
+    """
+    out = spec.real.square()
+    return out.addcmul_(spec.imag, spec.imag).sqrt_()
+
+
 class STFT(nn.Module):
     """Waveforms to complex spectrograms and back.
 
@@ -61,10 +72,59 @@ class STFT(nn.Module):
     def inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """Inverse STFT with the output cut or padded to ``length`` samples.
 
+        Equal to ``torch.istft`` (same window, centring, envelope normalisation and length
+        handling) up to float rounding. When the hop divides ``n_fft`` the overlap-add is done
+        here as ``n_fft / hop`` shifted block sums on frames taken straight from a frame-major
+        spectrogram (the layout ``torch.stft`` and the model produce), which avoids the transposed
+        copy and the generic ``fold`` of ``torch.istft``; other hops use ``torch.istft``.
+
         Shapes:
             spec:    (..., freq, frame), complex
             returns: (..., time) with time == length, real
         """
+        lead = spec.shape[:-2]
+        if self.n_fft % self.hop_length:
+            return self._torch_inverse(spec, length)
+        freqs, num_frames = spec.shape[-2:]
+        if freqs != self.n_fft // 2 + 1:
+            raise ShapeError(f"expected {self.n_fft // 2 + 1} frequency bins, got {freqs}")
+        frames = torch.fft.irfft(spec.transpose(-1, -2).reshape(-1, num_frames, freqs),
+                                 n=self.n_fft, dim=-1)  # (batch, frame, n_fft)
+        frames.mul_(self._window(frames))
+        overlap = self.n_fft // self.hop_length
+        pieces = frames.view(frames.shape[0], num_frames, overlap, self.hop_length)
+        summed = frames.new_zeros(frames.shape[0], num_frames + overlap - 1, self.hop_length)
+        for k in range(overlap):
+            summed[:, k : k + num_frames].add_(pieces[:, :, k])
+        wave = summed.view(frames.shape[0], -1)
+        start = self.n_fft // 2
+        stop = min(wave.shape[-1], start + length)
+        wave = wave[:, start:stop].mul_(self._inverse_envelope(num_frames, frames)[start:stop])
+        if wave.shape[-1] < length:
+            wave = torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
+        return wave.reshape(*lead, length)
+
+    def _inverse_envelope(self, num_frames: int, like: torch.Tensor) -> torch.Tensor:
+        """One over the overlap-added squared window (as torch.istft divides by it)."""
+        key = (num_frames, like.dtype, like.device)
+        cached = getattr(self, "_envelope_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        square = self._window(like).square().view(-1, self.hop_length)
+        overlap = square.shape[0]
+        env = like.new_zeros(num_frames + overlap - 1, self.hop_length)
+        for k in range(overlap):
+            env[k : k + num_frames] += square[k]
+        env = env.flatten()
+        start = self.n_fft // 2
+        inner = env[start : start + self.hop_length * (num_frames - 1)]
+        if inner.numel() and inner.abs().min() < 1e-11:
+            raise ShapeError("the window overlap-add is zero somewhere: cannot invert this STFT")
+        inv = torch.where(env.abs() > 1e-11, 1.0 / env, torch.zeros((), dtype=env.dtype))
+        self._envelope_cache = (key, inv)
+        return inv
+
+    def _torch_inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         lead = spec.shape[:-2]
         wave = torch.istft(
             spec.reshape(-1, *spec.shape[-2:]),

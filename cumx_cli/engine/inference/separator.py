@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from cumx_cli.engine.config import InferenceConfig
-from cumx_cli.engine.dsp.stft import STFT
+from cumx_cli.engine.dsp.stft import STFT, magnitude
 from cumx_cli.engine.dsp.wiener import wiener
 from cumx_cli.engine.errors import ConfigError, CumxError
 from cumx_cli.engine.inference.chunking import ChunkPlan, OverlapAdd, plan_chunks
@@ -126,7 +126,7 @@ class Separator:
         if length < self.stft.min_length():  # too short to reflect-pad: zero-pad, cut after
             x = F.pad(x, (0, self.stft.min_length() - length))
         mix_stft = self.stft(x)  # (batch, channel, freq, frame)
-        mag = mix_stft.abs()
+        mag = magnitude(mix_stft)
         est = self.model(mag).mul_(mag.unsqueeze(1))  # masks times the mixture magnitude
         est = wiener(est, mix_stft, niter=self.config.niter, softmask=self.config.softmask,
                      residual=self.config.residual, eps=self.wiener_eps, mix_magnitude=mag)
