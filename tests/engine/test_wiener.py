@@ -107,3 +107,34 @@ def test_silence_gives_zeros_not_nan() -> None:
     for eps in (1e-10, 2.220446049250313e-16):
         y = wiener(mags, mix, niter=1, eps=eps)
         assert torch.isfinite(y.real).all() and (y.abs() == 0).all()
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+@pytest.mark.parametrize(("softmask", "residual"), [(False, False), (True, False), (False, True),
+                                                    (True, True)])
+@pytest.mark.parametrize("niter", [1, 2])
+def test_factored_first_iteration_equals_em_on_the_complex_estimates(
+        channels: int, softmask: bool, residual: bool, niter: int) -> None:
+    """``wiener`` computes the first EM statistics from real amplitudes and the mixture phasor;
+    that must equal plain EM on the complex initial estimates (here formed explicitly),
+    including bins where the mixture is exactly zero."""
+    v, x = _random_problem(4, channels=channels, sources=3, frames=11, bins=6)
+    x[2, 1, :] = 0  # a silent bin: its phasor is taken as 1
+    x[5, 3, 0] = 0  # one channel silent only
+    mags, mix = _to_canonical(v, x)
+    eps = 1e-10
+    got = wiener(mags, mix, niter=niter, softmask=softmask, residual=residual, eps=eps)
+    scale = max(1.0, float(mix.abs().max()) / 10.0)
+    init = wiener_mod.initial_estimates(mags if softmask else mags / scale, mix / scale,
+                                        softmask=softmask, eps=eps)
+    if residual:
+        init = torch.cat([init, (mix / scale - init.sum(dim=1)).unsqueeze(1)], dim=1)
+    expected = wiener_mod.expectation_maximization(init, mix / scale, niter, eps) * scale
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_output_is_frame_major_like_the_stft() -> None:
+    """The inverse STFT reads the estimates without a transposing copy."""
+    mags, mix = _to_canonical(*_random_problem(5))
+    y = wiener(mags, mix, niter=1)
+    assert y.stride(-2) == 1 and y.stride(-1) == y.shape[-2]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import torch
 
+from cumx_cli.engine.dsp.stft import magnitude
 from cumx_cli.engine.shapes import check_shape
 
 _SPEC = ("batch", "source", "channel", "freq", "frame")
@@ -53,10 +54,16 @@ def initial_estimates(
 
 
 def _phasor(x: torch.Tensor, mag: torch.Tensor | None = None) -> torch.Tensor:
-    """``exp(i angle(x))``: ``x / |x|``, and 1 where ``x`` is 0 (``mag`` is ``|x|`` if known)."""
+    """``exp(i angle(x))``: ``x / |x|``, and 1 where ``x`` is 0 (``mag`` is ``|x|`` if known).
+
+    Divided as real pairs (``view_as_real``): the same numbers as a complex-by-real division,
+    without its slow type promotion.
+    """
     mag = x.abs() if mag is None else mag
-    unit = x / torch.where(mag > 0, mag, 1.0)
-    return torch.where(mag > 0, unit, torch.ones((), dtype=x.dtype, device=x.device))
+    zero = mag == 0
+    pairs = torch.view_as_real(x) / torch.where(zero, 1.0, mag).unsqueeze(-1)
+    pairs[..., 0].add_(zero)  # x is 0 there, so this gives exactly 1 + 0i
+    return torch.view_as_complex(pairs)
 
 
 #: Frames per block inside EM: temporaries stay small (a few MB) whatever the input length.
@@ -100,10 +107,16 @@ def _covariances(estimates: Estimates, num_frames: int, eps: float,
 
 
 def _weighted(v: torch.Tensor, entry: torch.Tensor) -> torch.Tensor:
-    """``sum_j v_j(f, t) entry_j(f)``: (b, s, f, t) and (b, s, f) to (b, f, t)."""
+    """``sum_j v_j(f, t) entry_j(f)``: (b, s, f, t) and (b, s, f) to (b, f, t).
+
+    Accumulated source by source (one fused multiply-add each, no (b, s, f, t) temporary).
+    """
     if entry.is_complex():
         return torch.complex(_weighted(v, entry.real), _weighted(v, entry.imag))
-    return (v * entry.unsqueeze(-1)).sum(dim=1)
+    acc = v[:, 0] * entry[:, 0].unsqueeze(-1)
+    for j in range(1, v.shape[1]):
+        acc.addcmul_(v[:, j], entry[:, j].unsqueeze(-1))
+    return acc
 
 
 def _mix_covariance_solve(v: torch.Tensor, r: torch.Tensor, mix: torch.Tensor,
@@ -122,16 +135,111 @@ def _mix_covariance_solve(v: torch.Tensor, r: torch.Tensor, mix: torch.Tensor,
         return mix / (_weighted(v, r[..., 0, 0].real) + reg).unsqueeze(1)
     if channels == 2:
         # Hermitian 2x2: [[a, b], [conj(b), d]] with a, d real; det = ad - |b|^2 is real.
-        a = _weighted(v, r[..., 0, 0].real) + reg
-        d = _weighted(v, r[..., 1, 1].real) + reg
-        b = _weighted(v, r[..., 0, 1])
-        inv_det = 1.0 / (a * d - (b.real.square() + b.imag.square()))
+        # The inverse is [[d, -b], [-conj(b), a]] / det; the real factors are cast to complex
+        # once so that every product below runs on torch's vectorised complex kernels.
+        a = _weighted(v, r[..., 0, 0].real).add_(reg)
+        d = _weighted(v, r[..., 1, 1].real).add_(reg)
+        b_re = _weighted(v, r[..., 0, 1].real)
+        b_im = _weighted(v, r[..., 0, 1].imag)
+        inv_det = (a * d).sub_(b_re.square()).sub_(b_im.square()).reciprocal_()
+        b = torch.complex(b_re.mul_(inv_det), b_im.mul_(inv_det))
         x0, x1 = mix[:, 0], mix[:, 1]
-        return torch.stack(((d * x0 - b * x1) * inv_det, (a * x1 - b.conj() * x0) * inv_det), dim=1)
+        out = torch.empty_like(mix)
+        torch.mul(x0, d.mul_(inv_det).to(mix.dtype), out=out[:, 0]).addcmul_(b, x1, value=-1)
+        torch.mul(x1, a.mul_(inv_det).to(mix.dtype), out=out[:, 1]).addcmul_(b.conj(), x0, value=-1)
+        return out
     cxx = torch.einsum("bsft,bsfij->bftij", v.to(r.dtype), r)
     cxx = cxx + reg * torch.eye(channels, dtype=r.dtype, device=r.device)
     solved = torch.linalg.solve(cxx, mix.permute(0, 2, 3, 1).unsqueeze(-1))  # (b, f, t, c, 1)
     return solved.squeeze(-1).permute(0, 3, 1, 2)
+
+
+def _frame_major(lead: tuple[int, ...], freq: int, frames: int, like: torch.Tensor,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """An empty ``(*lead, freq, frame)`` tensor stored frame-major (``freq`` has stride 1).
+
+    That is the layout ``torch.stft`` returns and the inverse transform reads without a copy,
+    and it keeps a block of frames contiguous.
+    """
+    return like.new_empty((*lead, frames, freq), dtype=dtype).transpose(-1, -2)
+
+
+def _factored_covariances(amplitudes: Estimates, phasor: Estimates, num_frames: int, eps: float,
+                          block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """EM steps 1-2 for estimates of the form ``y_j[c] = a_j[c] * u[c]``, without forming them.
+
+    Every initial estimate has that form: a real amplitude ``a`` times the mixture's phasor ``u``
+    (``|u| = 1``) of the same channel; with softmask ``a = |x| * mask``, and the residual
+    ``x - sum_j y_j`` has ``a = |x| - sum_j a_j`` (it may be negative). Then ``|y_j[c]|^2 =
+    a_j[c]^2`` and ``sum_t y_j[i] conj(y_j[k]) = sum_t a_j[i] a_j[k] u[i] conj(u[k])``, so the
+    PSDs and covariances come from real products and one complex product shared by all sources.
+    The result equals :func:`_covariances` of the complex estimates up to rounding.
+
+    Args:
+        amplitudes: frames ``[start, stop)`` of ``a``: (batch, source, channel, freq, n), real.
+        phasor: frames ``[start, stop)`` of ``u``: (batch, channel, freq, n), complex.
+    """
+    v: torch.Tensor | None = None
+    r: torch.Tensor | None = None
+    for start in range(0, num_frames, block):
+        stop = min(num_frames, start + block)
+        a = amplitudes(start, stop)
+        b, s, c, f, _ = a.shape
+        if v is None:
+            v = _frame_major((b, s), f, num_frames, a, a.dtype)
+            r = a.new_zeros((b, s, f, c, c), dtype=_complex_of(a.dtype))
+        assert r is not None
+        vb = torch.mul(a[:, :, 0], a[:, :, 0], out=v[..., start:stop])  # mean over channels
+        for i in range(1, c):
+            vb.addcmul_(a[:, :, i], a[:, :, i])
+        vb.div_(c)
+        u = phasor(start, stop) if c > 1 else None
+        for i in range(c):
+            r[..., i, i] += torch.linalg.vecdot(a[:, :, i], a[:, :, i])
+            for k in range(i + 1, c):
+                assert u is not None
+                cross = u[:, i] * u[:, k].conj()  # (b, f, n), shared by all sources
+                prod = a[:, :, i] * a[:, :, k]  # (b, s, f, n)
+                re = torch.linalg.vecdot(prod, cross.real.unsqueeze(1))
+                im = torch.linalg.vecdot(prod, cross.imag.unsqueeze(1))
+                r[..., i, k] += torch.complex(re, im)
+    assert v is not None and r is not None
+    r /= (eps + v.sum(dim=-1))[..., None, None]
+    for i in range(r.shape[-1]):
+        for k in range(i + 1, r.shape[-1]):
+            r[..., k, i] = r[..., i, k].conj()
+    return v, r
+
+
+def _complex_of(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def _em_output(v: torch.Tensor, r: torch.Tensor, mix: Estimates, num_sources: int,
+               num_frames: int, eps: float, block: int,
+               out_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """EM steps 3-4 from PSDs ``v`` and covariances ``r``: the new estimates, frame-major,
+    multiplied by ``out_scale`` (batch,) if given."""
+    out: torch.Tensor | None = None
+    r_out = r if out_scale is None else r * out_scale.to(r.dtype)[:, None, None, None, None]
+    for start in range(0, num_frames, block):
+        stop = min(num_frames, start + block)
+        mix_b = mix(start, stop)
+        if out is None:
+            b, c, f, _ = mix_b.shape
+            out = _frame_major((b, num_sources, c), f, num_frames, mix_b, mix_b.dtype)
+        vb = v[..., start:stop]
+        z = _mix_covariance_solve(vb, r, mix_b, eps)
+        vb = vb.to(out.dtype)  # complex, for the vectorised complex kernels
+        # y_j = v_j R_j z, one output channel at a time: sum_k R_j[i, k](f) z_k(f, t).
+        for i in range(c):
+            acc = out[:, :, i, :, start:stop]
+            torch.mul(r_out[..., i, 0].unsqueeze(-1), z[:, None, 0], out=acc)
+            for k in range(1, c):
+                acc.addcmul_(r_out[..., i, k].unsqueeze(-1), z[:, None, k])
+            acc.mul_(vb)
+    assert out is not None
+    return out
 
 
 def _em_step(estimates: Estimates, mix: Estimates, num_sources: int, num_frames: int,
@@ -139,30 +247,7 @@ def _em_step(estimates: Estimates, mix: Estimates, num_sources: int, num_frames:
     """One EM iteration; returns the new estimates (batch, source, channel, freq, frame),
     multiplied by ``out_scale`` (batch,) if given."""
     v, r = _covariances(estimates, num_frames, eps, block)
-    out: torch.Tensor | None = None
-    for start in range(0, num_frames, block):
-        stop = min(num_frames, start + block)
-        mix_b = mix(start, stop)
-        if out is None:
-            b, c, f, _ = mix_b.shape
-            out = mix_b.new_empty((b, num_sources, c, f, num_frames))
-        z = _mix_covariance_solve(v[..., start:stop], r, mix_b, eps)
-        vb = v[..., start:stop]
-        if out_scale is not None:
-            vb = vb * out_scale[:, None, None, None]
-        # y_j = v_j R_j z, one output channel at a time: sum_k R_j[i, k](f) z_k(f, t).
-        for i in range(c):
-            acc = out[:, :, i, :, start:stop]
-            for k in range(c):
-                entry = r[..., i, k]
-                entry = (entry.real if i == k else entry).unsqueeze(-1)
-                if k == 0:
-                    torch.mul(entry, z[:, None, k], out=acc)
-                else:
-                    acc.add_(entry * z[:, None, k])
-            acc.mul_(vb)
-    assert out is not None
-    return out
+    return _em_output(v, r, mix, num_sources, num_frames, eps, block, out_scale)
 
 
 def expectation_maximization(
@@ -239,25 +324,35 @@ def wiener(
         return y
     # EM runs on the mixture and estimates divided by the scale. Both are scaled block by block
     # as EM asks for them, so neither a scaled copy nor the initial estimates are held whole.
-    mix_mag = mix_stft.abs() if mix_magnitude is None else mix_magnitude
+    mix_mag = magnitude(mix_stft) if mix_magnitude is None else mix_magnitude
     peak = mix_mag.amax(dim=(1, 2, 3)) / scale_factor
     scale = torch.clamp(peak, min=1.0).to(mix_stft.real.dtype)
     inv = (1.0 / scale)[:, None, None, None]
+    inv_complex = inv.to(mix_stft.dtype)  # complex x complex products are vectorised
 
     def mix_block(start: int, stop: int) -> torch.Tensor:
-        return mix_stft[..., start:stop] * inv
+        return mix_stft[..., start:stop] * inv_complex
 
-    def initial(start: int, stop: int) -> torch.Tensor:
-        xb = mix_block(start, stop)
+    def amplitudes(start: int, stop: int) -> torch.Tensor:
+        """Initial estimates are these real amplitudes times the mixture's phasor."""
         mags = magnitudes[..., start:stop]
-        if not softmask:
-            mags = mags * inv.unsqueeze(1)
-        y = initial_estimates(mags, xb, softmask=softmask, eps=eps,
-                              mix_magnitude=mix_mag[..., start:stop] * inv)
+        if softmask:
+            mix_b = mix_mag[..., start:stop] * inv
+            amps = mix_b.unsqueeze(1) * (mags / (eps + mags.sum(dim=1, keepdim=True)))
+        else:
+            amps = mags * inv.unsqueeze(1)
         if residual:
-            y = torch.cat([y, (xb - y.sum(dim=1)).unsqueeze(1)], dim=1)
-        return y
+            mix_b = mix_mag[..., start:stop] * inv
+            amps = torch.cat([amps, (mix_b - amps.sum(dim=1)).unsqueeze(1)], dim=1)
+        return amps
+
+    def phasor(start: int, stop: int) -> torch.Tensor:
+        return _phasor(mix_stft[..., start:stop], mix_mag[..., start:stop])
 
     num_sources = magnitudes.shape[1] + int(residual)
-    return expectation_maximization(initial, mix_block, niter, eps, num_sources=num_sources,
-                                    num_frames=t, out_scale=scale)
+    v, r = _factored_covariances(amplitudes, phasor, t, eps, BLOCK_FRAMES)
+    y = _em_output(v, r, mix_block, num_sources, t, eps, BLOCK_FRAMES,
+                   out_scale=scale if niter == 1 else None)
+    if niter > 1:
+        y = expectation_maximization(y, mix_block, niter - 1, eps, num_frames=t, out_scale=scale)
+    return y

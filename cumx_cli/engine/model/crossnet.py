@@ -107,7 +107,10 @@ class CrossUMX(nn.Module):
             decoded = (net.decode(mean_z) for net in nets)
         else:
             decoded = (net.decode(torch.cat([h, net.lstm(h)[0]], dim=-1)) for h, net in zip(hs, nets))
-        masks = mag.new_empty(mag.shape[0], len(nets), *mag.shape[1:])
+        # Stored frame-major, like torch.stft's output: copying each mask in is then a plain
+        # block copy, and the Wiener filter and inverse STFT read it without transposing.
+        batch, channels, freqs, frames = mag.shape
+        masks = mag.new_empty(batch, len(nets), channels, frames, freqs)
         for j, mask in enumerate(decoded):  # each (frame, batch, channel, freq)
-            masks[:, j] = mask.permute(1, 2, 3, 0)
-        return masks
+            masks[:, j] = mask.permute(1, 2, 0, 3)
+        return masks.transpose(-1, -2)
