@@ -21,7 +21,7 @@ from cumx_cli.console import (
     setup_logging,
     stderr,
 )
-from cumx_cli.engine.config import DEFAULT_TEMPLATE, InferenceConfig
+from cumx_cli.engine.config import DEFAULT_SCRATCH_MIB, DEFAULT_TEMPLATE, InferenceConfig
 from cumx_cli.engine.errors import ConfigError
 from cumx_cli import options
 from cumx_cli.options import CacheDir, Mirror, Offline
@@ -125,6 +125,11 @@ def separate_command(
         "--shard", metavar="K/N", help="Process only the K-th of N shares of the inputs (sorted, "
         "dealt round-robin): split a big folder across machines or GPUs.",
         show_default=False)] = None,
+    scratch_memory: Annotated[int, typer.Option(
+        "--scratch-memory", metavar="MIB", envvar="CUMX_SCRATCH_MEMORY",
+        help="Hold up to this many MiB of separated stems in memory until a track is encoded; "
+        "longer tracks use hidden scratch files beside the outputs (0: always files).")
+    ] = DEFAULT_SCRATCH_MIB,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Skip inputs whose stems all exist already.")] = False,
     as_json: Annotated[bool, typer.Option(
@@ -150,7 +155,7 @@ def separate_command(
                                 niter=niter, softmask=softmask, residual=residual, device=device)
     spec = OutputSpec(outdir=output, template=filename, fmt=fmt.value, dtype=dtype.value,
                       clip=clip.value, sample_rate=sample_rate, stems=_parse_stems(stems),
-                      skip_existing=skip_existing)
+                      skip_existing=skip_existing, scratch_memory=scratch_memory * 2**20)
     items = collect_inputs(inputs)
     if not items:
         raise ConfigError("no audio files found in the given folder(s)")

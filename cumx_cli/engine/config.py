@@ -13,6 +13,9 @@ T = TypeVar("T")
 
 #: Default output path template of ``separate``, under the output folder.
 DEFAULT_TEMPLATE = "{track}/{source}.{ext}"
+#: MiB of separated stems ``separate`` holds in memory until a track is encoded (all open tracks
+#: together): four stereo stems of a 4.5-minute track at 44.1 kHz. Longer tracks use scratch files.
+DEFAULT_SCRATCH_MIB = 384
 
 #: The sources of the MUSDB18 recipe, in the order of the paper's code (Sony and asteroid).
 MUSDB_SOURCES: tuple[str, ...] = ("bass", "drums", "vocals", "other")

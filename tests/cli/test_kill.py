@@ -37,12 +37,18 @@ def _wait_for(predicate, proc: subprocess.Popen[bytes], timeout: float = 120.0) 
         time.sleep(0.02)
 
 
-def test_killed_separation_leaves_no_partial_stem(tmp_path: Path, tiny_model_path: Path) -> None:
+@pytest.mark.parametrize(("scratch", "fmt", "working"), [
+    ("0", "wav", (".raw",)),  # killed while stems go to scratch files
+    ("384", "mp3", (".part",)),  # stems held in memory: killed while encoding (slow for mp3)
+])
+def test_killed_separation_leaves_no_partial_stem(tmp_path: Path, tiny_model_path: Path,
+                                                  scratch: str, fmt: str,
+                                                  working: tuple[str, ...]) -> None:
     sf.write(tmp_path / "long.wav", music(40.0), RATE, subtype="PCM_16")
     proc = _start("separate", "long.wav", "-m", str(tiny_model_path), "-o", "out", "--chunk", "2",
-                  "-q", cwd=tmp_path)
+                  "--scratch-memory", scratch, "--format", fmt, "-q", cwd=tmp_path)
     track = tmp_path / "out" / "long"
-    _wait_for(lambda: track.is_dir() and any(p.suffix in (".raw", ".part") for p in track.iterdir()), proc)
+    _wait_for(lambda: track.is_dir() and any(p.suffix in working for p in track.iterdir()), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finals = [p for p in track.iterdir() if not p.name.startswith(".")]
@@ -52,6 +58,8 @@ def test_killed_separation_leaves_no_partial_stem(tmp_path: Path, tiny_model_pat
     assert again.wait(timeout=300) == 0, again.stderr.read().decode()
     assert sorted(p.name for p in track.glob("*.wav")) == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
     assert sf.info(str(track / "vocals.wav")).frames == 40 * RATE
+    hidden = [p.name for p in track.iterdir() if p.name.startswith(".")]
+    assert all(f".{proc.pid}." in name for name in hidden), hidden  # only the killed run's
 
 
 def test_killed_training_resumes(tmp_path: Path) -> None:

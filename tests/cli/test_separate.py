@@ -449,17 +449,17 @@ def test_unwritable_output_folder(model: str, song: Path) -> None:
 
 def test_failed_encoding_leaves_no_partial_files(model: str, song: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = audio_io.AudioWriter.write
+    real_write = audio_io.AudioWriter.write_frames
     calls = []
 
-    def flaky_write(self: audio_io.AudioWriter, block: torch.Tensor) -> None:
+    def flaky_write(self: audio_io.AudioWriter, frames: torch.Tensor) -> None:
         calls.append(self.final)
         if len(calls) == 2:
             assert self.tmp.exists()  # the temporary file is there while encoding
             raise AudioIOError(f"{self.final}: writing failed (disk full, simulated)")
-        real_write(self, block)
+        real_write(self, frames)
 
-    monkeypatch.setattr(audio_io.AudioWriter, "write", flaky_write)
+    monkeypatch.setattr(audio_io.AudioWriter, "write_frames", flaky_write)
     result = cumx("separate", song, "-o", "out", "-m", model, "--json")
     assert result.exit_code == 1, show(result)
     assert len(calls) == 2
@@ -628,24 +628,49 @@ def test_full_disk_while_writing(model: str, song: Path, monkeypatch: pytest.Mon
 
     from cumx_cli.engine.inference import pipeline
 
-    real = pipeline._append_raw
+    real = pipeline._FileScratch.append
     calls = {"n": 0}
 
-    def full(file: object, stem: torch.Tensor) -> None:
+    def full(self: object, stems: torch.Tensor) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(file, stem)  # type: ignore[arg-type]
+        real(self, stems)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "_append_raw", full)
+    monkeypatch.setattr(pipeline._FileScratch, "append", full)
     first = Path("first.wav")
     sf.write(first, music(1.0), RATE)
-    result = cumx("separate", first, song, "-o", "out", "-m", model)
+    result = cumx("separate", first, song, "-o", "out", "-m", model, "--scratch-memory", "0",
+                  "--chunk", "0.4", "--overlap", "0.1")
     assert result.exit_code == 1, show(result)
     lines = error_lines(result)
     assert "No space left" in lines[0] and "first" in lines[0], show(result)
     assert files_under(Path("out")) == {f"song/{s}.wav" for s in SOURCES}
     assert leftovers(Path("out")) == []
+
+
+def test_memory_and_file_scratch_write_identical_stems(model: str) -> None:
+    """Stems held in memory and stems spilled to raw scratch files encode to the same bytes,
+    for int16 and float32, with and without a rescale, and with resampling on the way out."""
+    loud = Path("loud.wav")
+    sf.write(loud, 3.0 * music(2.0), RATE, subtype="FLOAT")  # stems exceed full scale: rescaled
+    for extra in ([], ["--dtype", "float32"], ["--sample-rate", "22050"], ["--clip", "clamp"]):
+        outs = {}
+        for mib in ("0", "64"):
+            out = Path(f"out_{mib}_{len(extra)}_{''.join(extra)}")
+            result = cumx("separate", loud, "-o", out, "-m", model, "--chunk", "0.5",
+                          "--overlap", "0.1", "--scratch-memory", mib, *extra)
+            assert result.exit_code == 0, show(result)
+            assert leftovers(out) == []
+            outs[mib] = {p.name: p.read_bytes() for p in sorted((out / "loud").iterdir())}
+        assert outs["0"].keys() == {f"{s}.wav" for s in SOURCES}
+        assert outs["0"] == outs["64"], extra
+
+
+def test_scratch_memory_must_not_be_negative(model: str, song: Path) -> None:
+    result = cumx("separate", song, "-m", model, "--scratch-memory", "-1")
+    assert result.exit_code == 2, show(result)
+    assert "--scratch-memory" in result.output
 
 
 def test_parent_and_name_fields_give_the_estimates_layout(model: str) -> None:

@@ -53,6 +53,21 @@ def test_integer_output_is_clamped_not_wrapped(tmp_path: Path) -> None:
     assert y[0, 1] > 0.99 and y[0, 2] <= -0.99
 
 
+def test_int16_conversion_is_libsndfiles_and_the_same_in_every_container(tmp_path: Path) -> None:
+    """Our vectorised float -> int16 equals libsndfile's own WAV conversion sample for sample,
+    including values on and next to the rounding boundaries, and FLAC stores the same codes."""
+    rng = np.random.default_rng(3)
+    steps = np.arange(-40_000, 40_000) / 32768.0
+    x = np.concatenate([rng.uniform(-1, 1, 50_000), steps, steps + 0.5 / 32768, [1.0, -1.0, 0.0]])
+    x = np.stack([x, -x], axis=1).astype(np.float32).clip(-1, 1)
+    sf.write(tmp_path / "libsndfile.wav", x, 44100, subtype="PCM_16")
+    expected, _ = sf.read(tmp_path / "libsndfile.wav", dtype="int16")
+    for fmt in ("wav", "flac"):
+        write_audio(tmp_path / f"ours.{fmt}", torch.from_numpy(x.T.copy()), 44100, fmt, "int16")
+        got, _ = sf.read(tmp_path / f"ours.{fmt}", dtype="int16")
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_blocks_cover_the_file(tmp_path: Path) -> None:
     data = music(1.0)
     sf.write(tmp_path / "b.wav", data, 44100, subtype="FLOAT")

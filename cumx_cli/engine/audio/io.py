@@ -176,6 +176,7 @@ class AudioWriter:
         self.final = final
         self.tmp = temp_path_for(final)
         self.clamp = fmt == "mp3" or dtype != "float32"
+        self.int16 = subtype_for(fmt, dtype) == "PCM_16"
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
@@ -189,11 +190,22 @@ class AudioWriter:
 
     def write(self, block: torch.Tensor) -> None:
         """Append samples. Shapes: block (channel, time) float."""
-        data = block.detach().to(torch.float32).T.numpy()
+        self.write_frames(block.T)
+
+    def write_frames(self, frames: torch.Tensor) -> None:
+        """Append samples given frame by frame. Shapes: frames (time, channel) float.
+
+        16-bit output is converted here, as ``floor(x * 32768)`` clamped to the int16 range:
+        exactly what libsndfile 1.2 does for WAV, but vectorised, and the same for every
+        container (libsndfile's FLAC writer would round differently).
+        """
+        data = frames.detach().to(torch.float32)
         if self.clamp:
-            data = np.clip(data, -1.0, 1.0)
+            data = data.clamp(-1.0, 1.0)
+        if self.int16:
+            data = data.mul(32768.0).floor_().clamp_(-32768.0, 32767.0).to(torch.int16)
         try:
-            self._file.write(np.ascontiguousarray(data))
+            self._file.write(data.contiguous().numpy())
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             raise AudioIOError(f"{self.final}: writing failed ({exc})") from exc
 

@@ -6,8 +6,10 @@ Per input file:
 2. samples are decoded in blocks, resampled exactly to the model's rate
    (:class:`StreamResampler`) and given the model's channel count;
 3. the separator pulls fixed-size chunks, batches them (across files too) and hands each
-   chunk's stems back; the cross-faded samples that are final go to a raw float32 scratch file
-   per stem, while the peak level is tracked;
+   chunk's stems back; the cross-faded samples that are final go to a float32 scratch, while
+   the peak level is tracked. The scratch is memory for tracks whose stems fit in
+   :data:`MEMORY_SCRATCH_BYTES` (a typical song) and a raw file per stem beyond that, so
+   memory stays bounded whatever the length;
 4. when the last chunk is in, each stem is read back, resampled to the output rate, scaled by
    the clip policy, encoded to a temporary name and renamed into place.
 
@@ -40,12 +42,17 @@ from cumx_cli.engine.audio.io import (
     subtype_for,
 )
 from cumx_cli.engine.audio.resample import StreamResampler, resampled_length
-from cumx_cli.engine.config import DEFAULT_TEMPLATE
+from cumx_cli.engine.config import DEFAULT_SCRATCH_MIB, DEFAULT_TEMPLATE
 from cumx_cli.engine.errors import AudioIOError, ConfigError, CumxError
 from cumx_cli.engine.inference.chunking import OverlapAdd
 from cumx_cli.engine.inference.separator import Separator
 
 log = logging.getLogger(__name__)
+
+#: Budget for holding separated stems in memory until a track is done (all open tracks
+#: together). Tracks that do not fit use raw scratch files instead, which costs a write and a
+#: read of every sample.
+MEMORY_SCRATCH_BYTES = DEFAULT_SCRATCH_MIB * 2**20
 
 ClipMode = Literal["rescale", "clamp", "none"]
 Status = Literal["ok", "error", "skipped"]
@@ -71,12 +78,15 @@ class OutputSpec:
     sample_rate: int | None = None
     stems: tuple[str, ...] | None = None
     skip_existing: bool = False
+    scratch_memory: int = MEMORY_SCRATCH_BYTES
 
     def __post_init__(self) -> None:
         check_template(self.template)
         subtype_for(self.fmt, self.dtype)  # raises for impossible combinations (flac + float32)
         if self.sample_rate is not None and self.sample_rate <= 0:
             raise ConfigError(f"--sample-rate must be positive, got {self.sample_rate}")
+        if self.scratch_memory < 0:
+            raise ConfigError("--scratch-memory must be 0 or more MiB")
 
 
 @dataclass
@@ -192,7 +202,9 @@ class _FileTrack:
     """A :class:`TrackJob` that streams one file in and its stems out."""
 
     def __init__(self, item: InputFile, info: AudioInfo, outputs: dict[str, Path],
-                 separator: Separator, spec: OutputSpec, events: Events) -> None:
+                 separator: Separator, spec: OutputSpec, events: Events,
+                 budget: _ScratchBudget | None = None) -> None:
+        budget = budget or _ScratchBudget(0)
         self.item, self.info, self.outputs = item, info, outputs
         self.separator, self.spec, self.events = separator, spec, events
         self.model_rate = separator.sample_rate
@@ -207,13 +219,20 @@ class _FileTrack:
         self._ola = OverlapAdd(self.plan)
         self._indices = [separator.sources.index(s) for s in outputs]
         self._peak = 0.0
-        self._raw = {src: path.with_name(f".{path.name}.{os.getpid()}.raw") for src, path in outputs.items()}
-        self._raw_files = {}
         self._committed: list[Path] = []
+        self._budget = budget
+        size = len(outputs) * self.plan.length * info.channels * 4
+        self._scratch: _MemoryScratch | _FileScratch
+        if budget.take(size):
+            self._scratch = _MemoryScratch(len(outputs), self.plan.length, info.channels)
+            self._held = size
+        else:
+            self._held = 0
+            self._scratch = _FileScratch(outputs, info.channels)
         try:
-            for src, raw in self._raw.items():
-                raw.parent.mkdir(parents=True, exist_ok=True)
-                self._raw_files[src] = raw.open("wb")
+            for path in outputs.values():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._scratch.open()
         except OSError as exc:
             self._cleanup()
             where = outputs[next(iter(outputs))].parent
@@ -255,46 +274,42 @@ class _FileTrack:
         if done.numel():
             self._peak = max(self._peak, float(done.abs().max()))
         try:
-            for src, stem in zip(self.outputs, done):
-                _append_raw(self._raw_files[src], stem)
+            self._scratch.append(done)
         except OSError as exc:
-            raise AudioIOError(f"{self.outputs[src]}: writing failed ({exc.strerror or exc})") from exc
+            where = next(iter(self.outputs.values())).parent
+            raise AudioIOError(f"{where}: writing scratch files failed ({exc.strerror or exc})") from exc
         self.events.chunk_done(self.item.path)
         if index == len(self.plan) - 1:
             self._finish()
 
     def _finish(self) -> None:
-        for f in self._raw_files.values():
-            f.close()
+        self._scratch.close()
         scale = 1.0
         if self.spec.clip == "rescale":
             scale = 1.0 / max(1.0, 1.01 * self._peak)
         out_rate = self.spec.sample_rate or self.info.sample_rate
-        for src, final in self.outputs.items():
-            self._encode(self._raw[src], final, out_rate, scale)
+        for k, (src, final) in enumerate(self.outputs.items()):
+            self._encode(k, final, out_rate, scale)
             self._committed.append(final)
-            self._raw[src].unlink(missing_ok=True)
+            self._scratch.release(k)
         self._committed.clear()
+        self._release_budget()
         self.result = TrackResult(self.item.path, "ok", dict(self.outputs),
                                   time.perf_counter() - self.started)
         self.events.track_finished(self.result)
 
-    def _encode(self, raw: Path, final: Path, out_rate: int, scale: float) -> None:
+    def _encode(self, index: int, final: Path, out_rate: int, scale: float) -> None:
         channels = self.info.channels
-        resampler = StreamResampler(self.model_rate, out_rate)
-        frames_per_block = 1 << 18
-        with AudioWriter(final, out_rate, channels, self.spec.fmt, self.spec.dtype) as writer, \
-                raw.open("rb") as f:
-            while True:
-                data = np.fromfile(f, dtype=np.float32, count=frames_per_block * channels)
-                last = data.size < frames_per_block * channels
-                block = torch.from_numpy(data.reshape(-1, channels).T.copy())
-                block = resampler.push(block, final=last) * scale
+        resampler = StreamResampler(self.model_rate, out_rate) if out_rate != self.model_rate else None
+        with AudioWriter(final, out_rate, channels, self.spec.fmt, self.spec.dtype) as writer:
+            for frames, last in self._scratch.blocks(index, 1 << 18):  # (time, channel)
+                if resampler is not None:
+                    frames = resampler.push(frames.T, final=last).T
+                if scale != 1.0:
+                    frames = frames * scale
                 if self.spec.clip == "clamp":
-                    block = block.clamp(-1.0, 1.0)
-                writer.write(block)
-                if last:
-                    break
+                    frames = frames.clamp(-1.0, 1.0)
+                writer.write_frames(frames)
             writer.commit()
 
     def fail(self, error: CumxError) -> None:
@@ -305,10 +320,10 @@ class _FileTrack:
         self.events.track_finished(self.result)
 
     def _cleanup(self) -> None:
-        """Close and delete scratch files, and any stem of this failed track already in place."""
-        for f in self._raw_files.values():
-            f.close()
-        for path in [*self._raw.values(), *self._committed]:
+        """Drop the scratch, and delete any stem of this failed track already in place."""
+        self._scratch.discard()
+        self._release_budget()
+        for path in self._committed:
             try:
                 path.unlink(missing_ok=True)
             except OSError:  # e.g. the parent is not a folder: then nothing was written there
@@ -316,10 +331,101 @@ class _FileTrack:
         self._committed.clear()
         self._blocks = None
 
+    def _release_budget(self) -> None:
+        self._budget.give(self._held)
+        self._held = 0
 
-def _append_raw(file: BinaryIO, stem: torch.Tensor) -> None:
-    """Append (channel, time) samples to a raw float32 scratch file, interleaved by frame."""
-    stem.T.contiguous().numpy().tofile(file)
+
+class _ScratchBudget:
+    """Bytes of stems that open tracks may still hold in memory."""
+
+    def __init__(self, available: int) -> None:
+        self.available = available
+
+    def take(self, size: int) -> bool:
+        if size > self.available:
+            return False
+        self.available -= size
+        return True
+
+    def give(self, size: int) -> None:
+        self.available += size
+
+
+class _MemoryScratch:
+    """A track's final stem samples, held in memory: (stem, time, channel) float32."""
+
+    def __init__(self, stems: int, length: int, channels: int) -> None:
+        self.data: torch.Tensor | None = torch.empty(stems, length, channels)
+        self.filled = 0
+
+    def open(self) -> None:
+        pass
+
+    def append(self, stems: torch.Tensor) -> None:
+        """Shapes: stems (stem, channel, time)."""
+        assert self.data is not None
+        n = stems.shape[-1]
+        self.data[:, self.filled : self.filled + n].copy_(stems.transpose(1, 2))
+        self.filled += n
+
+    def close(self) -> None:
+        pass
+
+    def blocks(self, index: int, frames: int) -> Iterator[tuple[torch.Tensor, bool]]:
+        """Stem ``index`` in blocks of (time, channel), each with "is it the last" flag."""
+        assert self.data is not None
+        starts = range(0, max(self.filled, 1), frames)
+        for start in starts:
+            yield self.data[index, start : start + frames], start + frames >= self.filled
+
+    def release(self, index: int) -> None:
+        pass
+
+    def discard(self) -> None:
+        self.data = None
+
+
+class _FileScratch:
+    """A track's final stem samples in hidden raw float32 files beside the outputs, interleaved
+    by frame (``.<name>.<pid>.raw``); deleted once encoded, or on failure."""
+
+    def __init__(self, outputs: dict[str, Path], channels: int) -> None:
+        self.paths = [path.with_name(f".{path.name}.{os.getpid()}.raw") for path in outputs.values()]
+        self.channels = channels
+        self.files: list[BinaryIO] = []
+
+    def open(self) -> None:
+        for path in self.paths:
+            self.files.append(path.open("wb"))
+
+    def append(self, stems: torch.Tensor) -> None:
+        for file, stem in zip(self.files, stems):
+            stem.T.contiguous().numpy().tofile(file)
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+    def blocks(self, index: int, frames: int) -> Iterator[tuple[torch.Tensor, bool]]:
+        with self.paths[index].open("rb") as f:
+            while True:
+                data = np.fromfile(f, dtype=np.float32, count=frames * self.channels)
+                last = data.size < frames * self.channels
+                yield torch.from_numpy(data).view(-1, self.channels), last
+                if last:
+                    break
+
+    def release(self, index: int) -> None:
+        self.paths[index].unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self.close()
+        for path in self.paths:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSpec,
@@ -338,6 +444,7 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
     claimed: dict[Path, Path] = {}
     input_paths = {_real(i.path) for i in inputs}
     open_tracks: dict[int, _FileTrack] = {}
+    budget = _ScratchBudget(spec.scratch_memory)
 
     def report(n: int, result: TrackResult) -> None:
         results[n] = result
@@ -352,7 +459,7 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
                     report(n, TrackResult(item.path, "skipped", outputs))
                     continue
                 info = probe(item.path)
-                track = _FileTrack(item, info, outputs, separator, spec, events)
+                track = _FileTrack(item, info, outputs, separator, spec, events, budget)
             except CumxError as exc:
                 report(n, TrackResult(item.path, "error", error=str(exc)))
                 continue
