@@ -113,6 +113,7 @@ def _weighted(v: torch.Tensor, entry: torch.Tensor) -> torch.Tensor:
     """
     if entry.is_complex():
         return torch.complex(_weighted(v, entry.real), _weighted(v, entry.imag))
+    entry = entry.contiguous()  # a strided entry of r would keep the products from vectorising
     acc = v[:, 0] * entry[:, 0].unsqueeze(-1)
     for j in range(1, v.shape[1]):
         acc.addcmul_(v[:, j], entry[:, j].unsqueeze(-1))
@@ -222,6 +223,10 @@ def _em_output(v: torch.Tensor, r: torch.Tensor, mix: Estimates, num_sources: in
     multiplied by ``out_scale`` (batch,) if given."""
     out: torch.Tensor | None = None
     r_out = r if out_scale is None else r * out_scale.to(r.dtype)[:, None, None, None, None]
+    channels = r.shape[-1]
+    # Each entry R_j[i, k] as its own contiguous (b, s, f, 1) tensor, for vectorised products.
+    coef = [[r_out[..., i, k].contiguous().unsqueeze(-1) for k in range(channels)]
+            for i in range(channels)]
     for start in range(0, num_frames, block):
         stop = min(num_frames, start + block)
         mix_b = mix(start, stop)
@@ -234,9 +239,9 @@ def _em_output(v: torch.Tensor, r: torch.Tensor, mix: Estimates, num_sources: in
         # y_j = v_j R_j z, one output channel at a time: sum_k R_j[i, k](f) z_k(f, t).
         for i in range(c):
             acc = out[:, :, i, :, start:stop]
-            torch.mul(r_out[..., i, 0].unsqueeze(-1), z[:, None, 0], out=acc)
+            torch.mul(coef[i][0], z[:, None, 0], out=acc)
             for k in range(1, c):
-                acc.addcmul_(r_out[..., i, k].unsqueeze(-1), z[:, None, k])
+                acc.addcmul_(coef[i][k], z[:, None, k])
             acc.mul_(vb)
     assert out is not None
     return out

@@ -272,7 +272,7 @@ class _FileTrack:
         done = self._ola.add(output[self._indices])  # (written source, model channel, n)
         done = _to_channels(done, self.info.channels)
         if done.numel():
-            self._peak = max(self._peak, float(done.abs().max()))
+            self._peak = max(self._peak, float(torch.linalg.vector_norm(done, ord=float('inf'))))
         try:
             self._scratch.append(done)
         except OSError as exc:

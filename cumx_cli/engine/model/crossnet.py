@@ -60,16 +60,29 @@ class SourceNet(nn.Module):
     def encode(self, mag: torch.Tensor) -> torch.Tensor:
         """Frames-first magnitudes (frame, batch, channel, freq) to features (frame, batch, hidden)."""
         frames, batch = mag.shape[:2]
-        x = (mag[..., : self.max_bin] + self.input_mean) * self.input_scale
+        x = mag[..., : self.max_bin]
+        if torch.is_grad_enabled():
+            x = (x + self.input_mean) * self.input_scale
+        else:  # the same numbers, written straight into the layout fc1 reads
+            x = torch.add(x, self.input_mean, out=torch.empty(x.shape, dtype=x.dtype, device=x.device))
+            x.mul_(self.input_scale)
         x = self.bn1(self.fc1(x.reshape(frames * batch, -1)))
         return torch.tanh(x).reshape(frames, batch, -1)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Skip features (frame, batch, 2*hidden) to a mask (frame, batch, channel, freq)."""
+    def decode(self, z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Skip features (frame, batch, 2*hidden) to a mask (frame, batch, channel, freq).
+
+        Without gradients, the output scaling and the final ReLU take one pass each, and the
+        mask is written into ``out`` if given (any strides).
+        """
         frames, batch = z.shape[:2]
         x = torch.relu(self.bn2(self.fc2(z.reshape(frames * batch, -1))))
         x = self.bn3(self.fc3(x)).reshape(frames, batch, self.num_channels, self.num_bins)
-        return torch.relu(x * self.output_scale + self.output_mean)
+        if torch.is_grad_enabled():
+            mask = torch.relu(x * self.output_scale + self.output_mean)
+            return mask if out is None else out.copy_(mask)
+        x = torch.addcmul(self.output_mean, x, self.output_scale)
+        return torch.clamp(x, min=0.0, out=out) if out is not None else x.clamp_(min=0.0)
 
 
 class CrossUMX(nn.Module):
@@ -104,13 +117,13 @@ class CrossUMX(nn.Module):
             mean_h = torch.stack(hs).mean(dim=0)
             zs = [torch.cat([h, net.lstm(mean_h)[0]], dim=-1) for h, net in zip(hs, nets)]
             mean_z = torch.stack(zs).mean(dim=0)
-            decoded = (net.decode(mean_z) for net in nets)
+            skips = (mean_z for _ in nets)
         else:
-            decoded = (net.decode(torch.cat([h, net.lstm(h)[0]], dim=-1)) for h, net in zip(hs, nets))
-        # Stored frame-major, like torch.stft's output: copying each mask in is then a plain
+            skips = (torch.cat([h, net.lstm(h)[0]], dim=-1) for h, net in zip(hs, nets))
+        # Stored frame-major, like torch.stft's output: each mask is written in as a plain
         # block copy, and the Wiener filter and inverse STFT read it without transposing.
         batch, channels, freqs, frames = mag.shape
         masks = mag.new_empty(batch, len(nets), channels, frames, freqs)
-        for j, mask in enumerate(decoded):  # each (frame, batch, channel, freq)
-            masks[:, j] = mask.permute(1, 2, 0, 3)
+        for j, (net, z) in enumerate(zip(nets, skips)):
+            net.decode(z, out=masks[:, j].permute(2, 0, 1, 3))  # as (frame, batch, channel, freq)
         return masks.transpose(-1, -2)
