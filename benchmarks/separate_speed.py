@@ -8,6 +8,7 @@ RSS is measured for longer inputs to show it stays flat.
 
     python benchmarks/separate_speed.py                      # 3 min speed + 3/10/20 min memory
     python benchmarks/separate_speed.py --minutes 1 --memory-minutes ""   # quick look
+    python benchmarks/separate_speed.py --repeats 3 --memory-minutes ""   # median of 3 pairs
 
 openunmix is used when importable (``pip install openunmix``); otherwise only cumx is timed.
 """
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--memory-minutes", default="3,10,20",
                         help="comma-separated lengths for the memory test ('' to skip)")
     parser.add_argument("--no-openunmix", action="store_true", help="time cumx only")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time cumx and openunmix alternately this many times and report "
+                        "every pair's ratio and their median (a shared VM drifts)")
     args = parser.parse_args()
     have_umx = importlib.util.find_spec("openunmix") is not None and not args.no_openunmix
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -114,17 +118,21 @@ def main() -> None:
         wav = root / f"signal_{args.minutes:g}min.wav"
         make_signal(wav, args.minutes)
         rows = []
-        wall, rss = timed(cumx_cmd(wav, root / "umx", root / "out_cumx"))
-        rows.append(("cumx UMX (same weights)", wall, rss))
+        script = root / "umx_run.py"
+        script.write_text(OPENUNMIX_SCRIPT)
+        (root / "out_umx").mkdir()
+        ratios = []
+        for _ in range(max(1, args.repeats)):
+            wall, rss = timed(cumx_cmd(wav, root / "umx", root / "out_cumx"))
+            rows.append(("cumx UMX (same weights)", wall, rss))
+            if have_umx:
+                wall_u, rss_u = timed([sys.executable, str(script), str(root / "umx"), str(wav),
+                                       str(root / "out_umx")])
+                rows.append(("openunmix Separator", wall_u, rss_u))
+                ratios.append(wall / wall_u)
         wall_x, rss_x = timed(cumx_cmd(wav, xumx, root / "out_cumx_x"))
         rows.append(("cumx X-UMX (bridged)", wall_x, rss_x))
         if have_umx:
-            (root / "out_umx").mkdir()
-            script = root / "umx_run.py"
-            script.write_text(OPENUNMIX_SCRIPT)
-            wall_u, rss_u = timed([sys.executable, str(script), str(root / "umx"), str(wav),
-                                   str(root / "out_umx")])
-            rows.append(("openunmix Separator", wall_u, rss_u))
             a = sf.read(root / "out_cumx" / wav.stem / "vocals.wav", dtype="float32")[0]
             b = sf.read(root / "out_umx" / "vocals.wav", dtype="float32")[0]
             snr = 10 * np.log10((b**2).sum() / max(((a - b) ** 2).sum(), 1e-20))
@@ -132,7 +140,9 @@ def main() -> None:
         for name, w, r in rows:
             print(f"  {name:26s} {w:7.1f} s   peak RSS {r:7.0f} MiB")
         if have_umx:
-            print(f"  ratio cumx / openunmix     {rows[0][1] / wall_u:7.2f}   (target <= 0.30)")
+            pairs = ", ".join(f"{r:.2f}" for r in ratios)
+            print(f"  ratio cumx / openunmix     {float(np.median(ratios)):7.2f}   (target <= 0.30; "
+                  f"median of {len(ratios)} alternating pair(s): {pairs})")
             print(f"  RSS ratio cumx / openunmix {rows[0][2] / rss_u:7.2f}")
             print(f"  vocals SNR cumx vs openunmix (chunked vs whole-track): {snr:.1f} dB")
         lengths = [float(m) for m in args.memory_minutes.split(",") if m.strip()]

@@ -12,6 +12,7 @@ from cumx_cli.engine.evaluation.bsseval import (
     bss_eval_v4,
     lagged_correlations,
     num_frames,
+    solve_gram,
 )
 from tests.synthetic_musdb import estimates, museval_metrics, sources
 
@@ -102,3 +103,29 @@ def test_whole_silent_source_and_bad_shapes_are_refused() -> None:
         bss_eval_v4(refs, silent, window=1000, hop=1000, filters_len=16)
     with pytest.raises(ShapeError):
         bss_eval_v4(refs, refs[..., :-1], window=1000, hop=1000, filters_len=16)
+
+
+def test_rank_deficient_references_still_match_museval() -> None:
+    """A reference whose two channels are identical makes the Gram matrix of delayed
+    references singular up to eps: the Cholesky solve must hand over to LU (or agree with it)
+    and the scores still equal museval's."""
+    refs = sources(3, 2, 20000, seed=5)
+    refs[1, 1] = refs[1, 0]  # a mono source panned centre
+    refs[2, 1] = 0.5 * refs[2, 0]
+    ests = estimates(refs, seed=6)
+    expected, got = _both(refs, ests, 4000, 4000, 64)
+    _assert_same(expected, got)
+
+
+def test_solve_gram_equals_lu_and_falls_back_when_indefinite() -> None:
+    gen = torch.Generator().manual_seed(0)
+    for shape in ((1300, 1400), (3, 700, 720)):  # 1300 is not a multiple of the block size
+        a = torch.randn(*shape, dtype=torch.float64, generator=gen)
+        gram = a @ a.mT + 1e-12 * torch.eye(shape[-2], dtype=torch.float64)
+        rhs = torch.randn(*shape[:-1], 5, dtype=torch.float64, generator=gen)
+        torch.testing.assert_close(solve_gram(gram, rhs), torch.linalg.solve(gram, rhs),
+                                   rtol=1e-8, atol=1e-10)
+    sym = torch.randn(600, 600, dtype=torch.float64, generator=gen)
+    sym = sym + sym.mT  # symmetric but indefinite: no Cholesky factor exists
+    rhs = torch.randn(600, 3, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(solve_gram(sym, rhs), torch.linalg.solve(sym, rhs))
