@@ -141,7 +141,7 @@ def eval_command(
         except EvaluationError as exc:
             warn_line(str(exc))
         info_line(f"summary: {paths['summary']}, {paths['csv']}")
-    if failed:
+    if failed and len(results) > 1:  # one track: its own error line says it all
         error_line(f"{failed} of {len(results)} track(s) failed")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 

@@ -98,7 +98,7 @@ def _parse_stems(stems: str | None) -> tuple[str, ...] | None:
 def separate_command(
     inputs: Annotated[list[Path], typer.Argument(
         help="Audio files (wav, flac, ogg, mp3) or folders, searched recursively.",
-        show_default=False)],
+        show_default=False, readable=False)],  # an unreadable input fails alone, not the run
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("separated"),
     filename: Annotated[str, typer.Option(
         "--filename", help="Output path template under the output folder; fields {track}, "

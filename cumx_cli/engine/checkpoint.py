@@ -146,6 +146,12 @@ def save_model(model: CrossUMX, path: Path, extra: dict[str, Any] | None = None)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({exc.strerror or exc})") from exc
+    except RuntimeError as exc:  # how torch's zip writer reports a failed write (a full disk)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({first}); is the disk "
+                              "full?") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -23,7 +23,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from cumx_cli.engine.errors import DatasetError
+from cumx_cli.engine.audio.io import probe
+from cumx_cli.engine.errors import AudioIOError, DatasetError
 
 Split = Literal["train", "valid", "test"]
 
@@ -81,9 +82,13 @@ def _wav_tracks(folder: Path, sources: tuple[str, ...]) -> list[Track]:
         if missing:
             raise DatasetError(f"{path}: missing {', '.join(f'{m}.wav' for m in missing)}; each "
                                f"track folder needs mixture.wav and one wav per source")
-        info = sf.info(str(path / "mixture.wav"))
         files = {n: path / f"{n}.wav" for n in ("mixture", *sources)}
-        tracks.append(Track(path.name, int(info.samplerate), int(info.frames), files))
+        try:  # empty, undecodable, truncated or no samples: reading would crash or pad silently
+            infos = {n: probe(file) for n, file in files.items()}
+        except AudioIOError as exc:
+            raise DatasetError(str(exc)) from exc
+        info = infos["mixture"]
+        tracks.append(Track(path.name, info.sample_rate, info.frames, files))
     return tracks
 
 

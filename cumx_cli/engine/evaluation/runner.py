@@ -16,6 +16,7 @@ scores are quantised to 5 decimals and an infinite score is stored as NaN.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -254,16 +255,18 @@ def read_museval_json(path: Path) -> FrameTable:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a hidden temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. the parent is not a folder
+            tmp.unlink(missing_ok=True)
         raise EvaluationError(f"{path}: cannot write the scores ({exc.strerror or exc})") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 def json_path(out_dir: Path, track: MusdbTrack) -> Path:

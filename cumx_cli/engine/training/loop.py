@@ -15,12 +15,13 @@ DDP (NCCL on CUDA, gloo on the CPU); rank 0 validates, decides and writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,8 +322,9 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=True,
                         num_workers=config.workers)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        with _writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+            _write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     results: list[EpochResult] = []
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
@@ -347,12 +349,13 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
                              optimizer.param_groups[0]["lr"], time.perf_counter() - start, best)
         state.history.append(result.to_dict())
         if rank == 0:
-            _save(last, model, config, state, optimizer, scheduler)
-            if best:
-                _save(out / "best.pt", model, config, state, optimizer, scheduler)
-            with (out / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps(result.to_dict()) + "\n")
-            _plot(out / "curves.png", state.history)
+            with _writing(out):
+                _save(last, model, config, state, optimizer, scheduler)
+                if best:
+                    _save(out / "best.pt", model, config, state, optimizer, scheduler)
+                with (out / "metrics.jsonl").open("a") as f:
+                    f.write(json.dumps(result.to_dict()) + "\n")
+                _plot(out / "curves.png", state.history)
         results.append(result)
         events.epoch_finished(result)
         if config.patience is not None and state.bad_epochs >= config.patience:
@@ -361,6 +364,26 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
         if stop_after is not None and len(results) >= stop_after:
             break
     return results
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """A run folder that cannot be written (read-only, not a folder, a full disk): one error
+    that names it, not an OSError."""
+    try:
+        yield
+    except OSError as exc:
+        raise CheckpointError(f"{out}: cannot write the run folder ({exc.strerror or exc})") from exc
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file renamed into place: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _plot(path: Path, history: list[dict[str, Any]]) -> None:
@@ -385,6 +408,9 @@ def _plot(path: Path, history: list[dict[str, Any]]) -> None:
     ax2.legend(fontsize="small")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, format="png", dpi=80)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)

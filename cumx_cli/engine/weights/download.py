@@ -311,6 +311,14 @@ def _download(spec: WeightsSpec, file: str, expected: Expected, settings: Weight
     url = _mirror_url(spec, file, settings) if settings.mirror else spec.file_url(file, settings.zenodo_url)
     try:
         return _download_locked(spec, file, final, url, expected, settings, events, force)
+    except OSError as exc:
+        _remove_empty_folders(final.parent, settings.root)
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            raise
+        # the cache folder cannot be made or written: read-only, or not a folder
+        raise DownloadError(f"cannot download {spec.name}: cannot write to {final.parent} "
+                            f"({exc.strerror or exc}); set --cache-dir / CUMX_CACHE_DIR to a "
+                            "writable folder") from exc
     except BaseException:
         _remove_empty_folders(final.parent, settings.root)
         raise

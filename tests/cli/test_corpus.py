@@ -1,0 +1,356 @@
+"""Every command against the bad-input corpus (``tests/corpus.py``).
+
+For each (command, case): the exit status (0 for awkward but legal input, 1 for a failed input,
+track, file or download, 2 for usage errors), exactly one ``error:`` line on stderr that names the
+offending file or folder and no traceback, and nothing half-written: no final output for what
+failed and no hidden scratch (``.*.part``, ``.*.raw``), partial download (``*.part``) or lock file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cumx_cli.console import State
+from tests.cli.test_download_weights import ASTEROID, XUMX_FILE
+from tests.cli.test_separate import (
+    SOURCES,
+    cumx,
+    error_lines,
+    files_under,
+    leftovers,
+    show,
+    stem_paths,
+)
+from tests.cli.test_train import TINY
+from tests.corpus import (
+    AUDIO,
+    BY_ID,
+    CHECKPOINTS,
+    DATASETS,
+    OUTPUTS,
+    RATE,
+    READS_ANY_FILE,
+    TEST_TRACK,
+    TRAIN_TRACK,
+    Case,
+    restore_permissions,
+    write_dataset,
+)
+from tests.fake_zenodo import FakeZenodo
+from tests.synthetic_musdb import estimates
+
+#: What the readers say about each failing audio case (the file's path is checked separately).
+AUDIO_PROBLEM = {
+    "empty": "the file is empty",
+    "truncated": "the file is truncated",
+    "text-as-mp3": "not a readable audio file",
+    "random-bytes": "not a readable audio file",
+    "zero-frames": "contains no audio samples",
+    "nan": "contains NaN or infinite samples",
+    "inf": "contains NaN or infinite samples",
+    "neg-inf": "contains NaN or infinite samples",
+    "six-channels": "has 6 channels",
+    # root reads a mode-000 file: the case is a dangling link there
+    "unreadable": "no such file" if READS_ANY_FILE else "permission denied",
+    "missing": "no such file",
+}
+CHECKPOINT_PROBLEM = {
+    "text-checkpoint": "not a PyTorch checkpoint",
+    "random-bytes-checkpoint": "not a PyTorch checkpoint",
+    "unrelated-tensors": "unrecognised checkpoint",
+}
+DISK_FULL = os.strerror(28)  # ENOSPC: "No space left on device"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Run in tmp_path (relative paths keep messages short), reset the CLI's sticky flags, no
+    weights settings from the environment; afterwards make read-only folders removable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(State, "verbose", False)
+    monkeypatch.setattr(State, "quiet", False)
+    for var in ("CUMX_OFFLINE", "CUMX_WEIGHTS_MIRROR", "CUMX_ZENODO_URL", "CUMX_HTTP_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+    restore_permissions(tmp_path)
+
+
+@pytest.fixture
+def model(tiny_model_path: Path) -> str:
+    return str(tiny_model_path)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZenodo]:
+    fake = FakeZenodo()
+    fake.add_record(4704231, {XUMX_FILE: ASTEROID})
+    monkeypatch.setenv("CUMX_ZENODO_URL", fake.url)
+    yield fake
+    fake.close()
+
+
+def scratch(root: Path) -> list[Path]:
+    """Every temporary file that must never outlive a command below ``root``."""
+    if not root.exists():
+        return []
+    return sorted({*leftovers(root), *root.rglob("*.part"), *root.rglob("*.lock"),
+                   *root.rglob(".*.tmp")})
+
+
+def the_error(result, *mentions: object) -> str:  # type: ignore[no-untyped-def]
+    """The run's one ``error:`` line, which names every one of ``mentions``."""
+    assert "Traceback" not in result.output, show(result)
+    lines = error_lines(result)
+    assert len(lines) == 1, show(result)
+    line = lines[0]
+    assert "unexpected" not in line, show(result)
+    for text in mentions:
+        assert str(text) in line, f"{text!r} not in the error line\n{show(result)}"
+    return line
+
+
+def no_errors(result) -> None:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 0, show(result)
+    assert error_lines(result) == [] and "Traceback" not in result.output, show(result)
+
+
+def ids(cases: list[Case]) -> list[object]:
+    return [pytest.param(case, id=case.id) for case in cases]
+
+
+def run_on(case: Case, path: Path, *args: object):  # -> typer.testing.Result
+    """Run cumx with ``args``, under the case's simulated condition of ``path`` if it has one."""
+    with pytest.MonkeyPatch.context() as patch:
+        if case.simulate is not None:
+            case.simulate(patch, path)
+        return cumx(*args)
+
+
+# -- separate ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ids(AUDIO))
+def test_separate_audio(model: str, case: Case) -> None:
+    src = case.build(Path("in"))
+    out = Path("out")
+    result = cumx("separate", src, "-o", out, "-m", model)
+    if case.valid:
+        no_errors(result)
+        info = sf.info(src)
+        for path in stem_paths(out, src.stem).values():
+            got = sf.info(path)
+            assert (got.samplerate, got.channels, got.frames) == (info.samplerate, info.channels,
+                                                                   info.frames)
+            assert np.isfinite(sf.read(path)[0]).all()
+        assert files_under(out) == {f"{src.stem}/{s}.wav" for s in SOURCES}
+        return
+    assert result.exit_code == 1, show(result)
+    the_error(result, src, AUDIO_PROBLEM[case.id])
+    assert files_under(out) == set() and scratch(out) == []
+
+
+@pytest.mark.parametrize("case", ids(CHECKPOINTS))
+def test_separate_checkpoint(song: Path, case: Case) -> None:
+    ckpt = case.build(Path("models"))
+    result = cumx("separate", song, "-o", "out", "-m", ckpt)
+    assert result.exit_code == 1, show(result)
+    the_error(result, ckpt, CHECKPOINT_PROBLEM[case.id])
+    assert not Path("out").exists()
+
+
+@pytest.mark.parametrize("case", ids(OUTPUTS))
+def test_separate_output(model: str, song: Path, case: Case) -> None:
+    out = case.build(Path("."))
+    result = run_on(case, out, "separate", song, "-o", out, "-m", model)
+    assert result.exit_code == 1, show(result)
+    line = the_error(result, out / song.stem)
+    if case.simulate is not None:
+        assert DISK_FULL in line, show(result)
+    assert files_under(out) == set() if out.is_dir() else not out.exists()
+    assert scratch(Path(".")) == []
+
+
+# -- eval --------------------------------------------------------------------------------------
+
+
+def eval_data(root: Path = Path("musdb"), est: Path = Path("est"),
+              track: str = TEST_TRACK) -> tuple[Path, Path]:
+    """A one-track test set and good estimates of it: ``est/<track>/<source>.wav``."""
+    stems = write_dataset(root, test_tracks=(track,))
+    refs = np.stack([stems[track][s].T for s in ("vocals", "drums", "bass", "other")])
+    for j, source in enumerate(("vocals", "drums", "bass", "other")):
+        path = est / track / f"{source}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.clip(estimates(refs)[j].T, -1, 1), RATE, subtype="FLOAT")
+    return root, est
+
+
+#: What ``eval --estimates`` says when the audio case is an estimate (its vocals.wav).
+EVAL_PROBLEM = {
+    **AUDIO_PROBLEM,
+    "unreadable": "is missing" if READS_ANY_FILE else "permission denied",
+    "missing": "is missing",
+    "one-sample": "has 1 samples",
+    "8khz": "is at 8000 Hz",
+    "192khz": "is at 192000 Hz",
+}
+
+
+@pytest.mark.parametrize("case", ids(AUDIO))
+def test_eval_estimate(case: Case) -> None:
+    if case.id == "unicode-spaces":  # a track named with unicode and spaces, in folders with spaces
+        track = Path(case.filename).stem
+        musdb, est = eval_data(Path("data set"), Path("my estimates"), track)
+        result = cumx("eval", "--musdb", musdb, "--estimates", est, "--out", "eval out")
+        no_errors(result)
+        assert files_under(Path("eval out")) >= {f"test/{track}.json", "summary.txt", "scores.csv"}
+        return
+    musdb, est = eval_data()
+    stem = est / TEST_TRACK / "vocals.wav"
+    stem.unlink()
+    case.build(stem.parent, stem.name)
+    result = cumx("eval", "--musdb", musdb, "--estimates", est, "--out", "scores")
+    assert result.exit_code == 1, show(result)
+    the_error(result, stem, EVAL_PROBLEM[case.id])
+    assert files_under(Path("scores")) == set() and scratch(Path("scores")) == []
+
+
+@pytest.mark.parametrize("case", ids(DATASETS))
+def test_eval_dataset(model: str, case: Case) -> None:
+    musdb = case.build(Path("."))
+    _, est = eval_data(Path("twin"), Path("est"))  # the same tracks: estimates that fit them
+    if case.id == "missing-stem":  # the reference is missing
+        args = ["--estimates", est]
+        mentions = [musdb / "test" / TEST_TRACK / "vocals.wav", "is missing"]
+    else:  # the mixture is unreadable, which only separating needs
+        args = ["--model", model, "--device", "cpu"]
+        mentions = [musdb / "test" / TEST_TRACK / "mixture.wav",
+                    AUDIO_PROBLEM[case.id.removesuffix("-mixture")]]
+    result = cumx("eval", "--musdb", musdb, *args, "--out", "scores")
+    assert result.exit_code == 1, show(result)
+    the_error(result, *mentions)
+    assert files_under(Path("scores")) == set() and scratch(Path("scores")) == []
+
+
+@pytest.mark.parametrize("case", ids(CHECKPOINTS))
+def test_eval_checkpoint(case: Case) -> None:
+    musdb, _ = eval_data()
+    ckpt = case.build(Path("models"))
+    result = cumx("eval", "--musdb", musdb, "--model", ckpt, "--out", "scores")
+    assert result.exit_code == 1, show(result)
+    the_error(result, ckpt, CHECKPOINT_PROBLEM[case.id])
+    assert not Path("scores").exists()
+
+
+@pytest.mark.parametrize("case", ids(OUTPUTS))
+def test_eval_output(case: Case) -> None:
+    musdb, est = eval_data()
+    out = case.build(Path("."))
+    result = run_on(case, out, "eval", "--musdb", musdb, "--estimates", est, "--out", out)
+    assert result.exit_code == 1, show(result)
+    line = the_error(result, out)
+    if case.simulate is not None:
+        assert DISK_FULL in line, show(result)
+    assert files_under(out) == set() if out.is_dir() else not out.exists()
+    assert scratch(Path(".")) == []
+
+
+# -- train -------------------------------------------------------------------------------------
+
+
+def train(*args: object):  # -> typer.testing.Result
+    return cumx("train", *args, "--epochs", "1", *TINY)
+
+
+@pytest.mark.parametrize("case", ids(DATASETS))
+def test_train_dataset(case: Case) -> None:
+    musdb = case.build(Path("."))
+    result = train("--musdb", musdb, "--out", "run")
+    assert result.exit_code == 1, show(result)
+    track = musdb / "train" / TRAIN_TRACK
+    if case.id == "missing-stem":
+        the_error(result, track, "missing vocals.wav")
+    else:
+        the_error(result, track / "mixture.wav", AUDIO_PROBLEM[case.id.removesuffix("-mixture")])
+    assert not Path("run").exists()
+
+
+@pytest.mark.parametrize("case", ids(CHECKPOINTS))
+def test_train_resume_checkpoint(case: Case) -> None:
+    last = case.build(Path("run"), "last.pt")
+    before = last.read_bytes()
+    result = cumx("train", "--resume", "run")
+    assert result.exit_code == 1, show(result)
+    problem = "not a cumx training checkpoint" if case.id == "unrelated-tensors" else \
+        CHECKPOINT_PROBLEM[case.id]
+    the_error(result, last, problem)
+    assert files_under(Path("run")) == {"last.pt"} and last.read_bytes() == before
+
+
+@pytest.mark.parametrize("case", ids(OUTPUTS))
+def test_train_output(case: Case) -> None:
+    write_dataset(Path("musdb"))
+    out = case.build(Path(".")) / "run"
+    result = run_on(case, out.parent, "train", "--musdb", "musdb", "--out", out, "--epochs", "1",
+                    *TINY)
+    assert result.exit_code == 1, show(result)
+    line = the_error(result, out)
+    if case.simulate is not None:
+        assert DISK_FULL in line, show(result)
+    assert not out.exists() or files_under(out) == set()
+    assert scratch(Path(".")) == []
+
+
+# -- download-weights --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ids([BY_ID["unwritable-cache"], BY_ID["full-cache"]]))
+def test_download_into_a_bad_cache(server: FakeZenodo, case: Case) -> None:
+    cache = case.build(Path("."))
+    result = run_on(case, cache, "download-weights", "xumx", "--cache-dir", cache)
+    assert result.exit_code == 1, show(result)
+    line = the_error(result, cache)
+    if case.simulate is not None:
+        assert "no space left" in line, show(result)
+    assert not cache.exists() or files_under(cache) == set()
+    assert scratch(Path(".")) == []
+
+
+def test_download_repairs_a_corrupt_cached_file(server: FakeZenodo) -> None:
+    cache = BY_ID["corrupt-cache"].build(Path("."))
+    result = cumx("download-weights", "xumx", "--cache-dir", cache)
+    no_errors(result)
+    assert result.stdout.endswith("\tdownloaded\n")
+    assert (cache / "xumx" / XUMX_FILE).read_bytes() == ASTEROID
+    assert files_under(cache) == {f"xumx/{XUMX_FILE}", f"xumx/{XUMX_FILE}.sha256"}
+
+
+@pytest.mark.parametrize("command", ["download-weights", "separate"])
+def test_offline_with_a_corrupt_cached_file(server: FakeZenodo, song: Path, command: str) -> None:
+    cache = BY_ID["corrupt-cache"].build(Path("."))
+    before = files_under(cache)
+    args = ["xumx"] if command == "download-weights" else [song, "-o", "out"]
+    result = cumx(command, *args, "--cache-dir", cache, "--offline")
+    assert result.exit_code == 1, show(result)
+    the_error(result, cache / "xumx" / XUMX_FILE, "corrupt", "cumx download-weights xumx --force")
+    assert files_under(cache) == before and server.requests == []
+    assert not Path("out").exists()
+
+
+@pytest.mark.parametrize(("args", "code", "mentions"), [
+    (["xumz"], 1, ["unknown model", "'xumz'", "did you mean 'xumx'"]),
+    (["xumx", "--offline"], 1, ["cumx download-weights xumx", "cache/xumx"]),
+    ([], 2, ["--all"]),
+], ids=["unknown-name", "offline-nothing-cached", "no-name"])
+def test_download_usage(server: FakeZenodo, args: list[str], code: int,
+                        mentions: list[str]) -> None:
+    result = cumx("download-weights", *args, "--cache-dir", "cache")
+    assert result.exit_code == code, show(result)
+    the_error(result, *mentions)
+    assert not Path("cache").exists() and server.requests == []
