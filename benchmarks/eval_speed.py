@@ -8,10 +8,11 @@ per-source medians over frames (the number the paper reports). museval must be i
 
     python benchmarks/eval_speed.py [--seconds 60] [--repeats 2] [--device cpu] [--plain-allocator]
 
-Measured on 2 shared CPU cores (60 s): fast 1.76-2.12 s, museval 31.5-35.5 s, 16.7-17.9x wall
-clock (fastest of 2 runs at 18:30: fast 1.81 s, museval 28.99 s, 16.0x); with --plain-allocator museval took 49.6 s. Largest per-frame difference 4e-10 dB, NaN
-frames identical. Where the fast time goes: correlations ~0.4 s, the 4096x4096 LU ~0.45 s,
-frames ~0.65 s. The next step toward 20x would take the correlations from the frame spectra.
+Measured on 2 shared CPU cores (60 s, fastest of 2): fast 1.29-1.36 s, museval 27.2-28.9 s,
+21.1-21.3x wall clock (first runs: 1.41 s vs 27.6 s, 19.6x); with --plain-allocator museval took
+49.6 s. Largest per-frame difference 3.3e-10 dB, NaN frames identical. Where the fast time goes:
+correlations ~0.37 s (FFTs and small per-frequency products), the Gram solve ~0.3 s (blocked
+Cholesky; LU took ~0.47 s), frames ~0.58 s.
 """
 
 from __future__ import annotations
