@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from cumx_cli.console import State
-from tests.cli.test_download_weights import ASTEROID, XUMX_FILE
+from tests.cli.test_download_weights import ASTEROID, XUMX_FILE, server  # noqa: F401 - a fixture
 from tests.cli.test_separate import (
     SOURCES,
     cumx,
@@ -84,15 +84,6 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
 @pytest.fixture
 def model(tiny_model_path: Path) -> str:
     return str(tiny_model_path)
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZenodo]:
-    fake = FakeZenodo()
-    fake.add_record(4704231, {XUMX_FILE: ASTEROID})
-    monkeypatch.setenv("CUMX_ZENODO_URL", fake.url)
-    yield fake
-    fake.close()
 
 
 def scratch(root: Path) -> list[Path]:
