@@ -99,11 +99,17 @@ def _covariances(estimates: Estimates, num_frames: int, eps: float,
             for j in range(i + 1, c):
                 r[..., i, j] += torch.linalg.vecdot(y[:, :, j], y[:, :, i])  # sum_t y_i conj(y_j)
     assert v is not None and r is not None
+    return v, _normalised(r, v, eps)
+
+
+def _normalised(r: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+    """Divide the summed upper triangles ``r`` by ``eps + sum_t v`` and fill the lower
+    triangles as their conjugates (EM step 2's end). Shapes: r (b, s, f, c, c), v (b, s, f, t)."""
     r /= (eps + v.sum(dim=-1))[..., None, None]
     for i in range(r.shape[-1]):
         for j in range(i + 1, r.shape[-1]):
             r[..., j, i] = r[..., i, j].conj()
-    return v, r
+    return r
 
 
 def _weighted(v: torch.Tensor, entry: torch.Tensor) -> torch.Tensor:
@@ -188,7 +194,7 @@ def _factored_covariances(amplitudes: Estimates, phasor: Estimates, num_frames: 
         b, s, c, f, _ = a.shape
         if v is None:
             v = _frame_major((b, s), f, num_frames, a, a.dtype)
-            r = a.new_zeros((b, s, f, c, c), dtype=_complex_of(a.dtype))
+            r = a.new_zeros((b, s, f, c, c), dtype=a.dtype.to_complex())
         assert r is not None
         vb = torch.mul(a[:, :, 0], a[:, :, 0], out=v[..., start:stop])  # mean over channels
         for i in range(1, c):
@@ -205,15 +211,7 @@ def _factored_covariances(amplitudes: Estimates, phasor: Estimates, num_frames: 
                 im = torch.linalg.vecdot(prod, cross.imag.unsqueeze(1))
                 r[..., i, k] += torch.complex(re, im)
     assert v is not None and r is not None
-    r /= (eps + v.sum(dim=-1))[..., None, None]
-    for i in range(r.shape[-1]):
-        for k in range(i + 1, r.shape[-1]):
-            r[..., k, i] = r[..., i, k].conj()
-    return v, r
-
-
-def _complex_of(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex128 if dtype == torch.float64 else torch.complex64
+    return v, _normalised(r, v, eps)
 
 
 def _em_output(v: torch.Tensor, r: torch.Tensor, mix: Estimates, num_sources: int,
@@ -341,13 +339,12 @@ def wiener(
     def amplitudes(start: int, stop: int) -> torch.Tensor:
         """Initial estimates are these real amplitudes times the mixture's phasor."""
         mags = magnitudes[..., start:stop]
-        if softmask:
-            mix_b = mix_mag[..., start:stop] * inv
+        mix_b = mix_mag[..., start:stop] * inv if softmask or residual else None
+        if mix_b is not None and softmask:
             amps = mix_b.unsqueeze(1) * (mags / (eps + mags.sum(dim=1, keepdim=True)))
         else:
             amps = mags * inv.unsqueeze(1)
-        if residual:
-            mix_b = mix_mag[..., start:stop] * inv
+        if mix_b is not None and residual:
             amps = torch.cat([amps, (mix_b - amps.sum(dim=1)).unsqueeze(1)], dim=1)
         return amps
 

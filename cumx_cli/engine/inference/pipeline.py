@@ -300,11 +300,10 @@ class _FileTrack:
 
     def _encode(self, index: int, final: Path, out_rate: int, scale: float) -> None:
         channels = self.info.channels
-        resampler = StreamResampler(self.model_rate, out_rate) if out_rate != self.model_rate else None
+        resampler = StreamResampler(self.model_rate, out_rate)  # passes blocks through at equal rates
         with AudioWriter(final, out_rate, channels, self.spec.fmt, self.spec.dtype) as writer:
             for frames, last in self._scratch.blocks(index, 1 << 18):  # (time, channel)
-                if resampler is not None:
-                    frames = resampler.push(frames.T, final=last).T
+                frames = resampler.push(frames.T, final=last).T
                 if scale != 1.0:
                     frames = frames * scale
                 if self.spec.clip == "clamp":
