@@ -44,6 +44,7 @@ def test_too_short_input_is_a_shape_error() -> None:
 
 @pytest.mark.parametrize(("n_fft", "hop"), [(4096, 1024), (64, 16), (32, 8), (30, 10), (32, 12)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.filterwarnings("ignore:The length of signal is shorter:UserWarning")  # torch.istft's own
 def test_inverse_equals_torch_istft(n_fft: int, hop: int, dtype: torch.dtype) -> None:
     """The block overlap-add inverse equals torch.istft: any length asked for (shorter, equal,
     longer: zero-padded), frame-major or freq-major input, batched lead dimensions."""
