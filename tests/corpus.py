@@ -233,8 +233,17 @@ def _bad_mixture(make: Callable[[Path], Path]) -> Callable[[Path], Path]:
     return build
 
 
+def _nan_stem(root: Path) -> Path:
+    """``vocals.wav`` of the first training track and of the test track holds a NaN."""
+    write_dataset(root)
+    for track in (root / "train" / TRAIN_TRACK, root / "test" / TEST_TRACK):
+        _with_value(float("nan"))(track / "vocals.wav")
+    return root
+
+
 DATASETS: list[Case] = [
     Case("missing-stem", "dataset", "musdb", _missing_stem),
+    Case("nan-stem", "dataset", "musdb", _nan_stem),
     Case("truncated-mixture", "dataset", "musdb", _bad_mixture(_truncated)),
     Case("empty-mixture", "dataset", "musdb", _bad_mixture(_empty)),
 ]

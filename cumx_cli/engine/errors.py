@@ -65,3 +65,7 @@ class ChecksumMismatchError(WeightsError):
 
 class EvaluationError(CumxError):
     """Scoring cannot proceed: a missing or mismatched estimate, or an unusable dataset."""
+
+
+class TrainingError(CumxError):
+    """Training cannot go on: the loss became NaN or infinite."""

@@ -219,6 +219,9 @@ def test_eval_dataset(model: str, case: Case) -> None:
     if case.id == "missing-stem":  # the reference is missing
         args = ["--estimates", est]
         mentions = [musdb / "test" / TEST_TRACK / "vocals.wav", "is missing"]
+    elif case.id == "nan-stem":  # the reference holds a NaN
+        args = ["--estimates", est]
+        mentions = [musdb / "test" / TEST_TRACK / "vocals.wav", AUDIO_PROBLEM["nan"]]
     else:  # the mixture is unreadable, which only separating needs
         args = ["--model", model, "--device", "cpu"]
         mentions = [musdb / "test" / TEST_TRACK / "mixture.wav",
@@ -267,6 +270,8 @@ def test_train_dataset(case: Case) -> None:
     track = musdb / "train" / TRAIN_TRACK
     if case.id == "missing-stem":
         the_error(result, track, "missing vocals.wav")
+    elif case.id == "nan-stem":  # found when an excerpt of it is read
+        the_error(result, track / "vocals.wav", AUDIO_PROBLEM["nan"])
     else:
         the_error(result, track / "mixture.wav", AUDIO_PROBLEM[case.id.removesuffix("-mixture")])
     assert not Path("run").exists()

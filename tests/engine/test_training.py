@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -152,3 +153,56 @@ def test_worker_processes_give_the_same_epochs(data: Path, tmp_path: Path) -> No
     fit(TrainConfig(**base), data, tmp_path / "w0")
     fit(TrainConfig(**{**base, "workers": 2}), data, tmp_path / "w2")
     assert _losses(tmp_path / "w0") == _losses(tmp_path / "w2")
+
+
+def test_a_diverging_loss_stops_before_the_weights_change(data: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN loss raises TrainingError before the optimizer steps: the saved run is untouched,
+    and once the cause is gone ``resume`` goes on as if nothing had happened."""
+    from cumx_cli.engine.errors import TrainingError
+    from cumx_cli.engine.training import loop
+
+    config = TrainConfig(**{**TINY, "epochs": 2})
+    straight = fit(config, data, tmp_path / "a")
+    fit(config, data, tmp_path / "b", stop_after=1)
+    saved = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
+
+    real_loss, calls = loop._loss, []
+
+    def nan_on_second_step(*args, **kwargs):  # type: ignore[no-untyped-def]
+        terms, wave = real_loss(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            terms = dataclasses.replace(terms, total=terms.total * float("nan"))
+        return terms, wave
+
+    monkeypatch.setattr(loop, "_loss", nan_on_second_step)
+    with pytest.raises(TrainingError, match=r"^the training loss became nan at step 2 of the "):
+        fit(config, data, tmp_path / "b", resume=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == saved
+    monkeypatch.setattr(loop, "_loss", real_loss)
+    rest = fit(config, data, tmp_path / "b", resume=True)
+    metrics = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [r.train_loss for r in straight] == [json.loads(x)["train_loss"] for x in metrics]
+    assert [r.epoch for r in rest] == [2]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_non_finite_samples_in_a_stem_stop_training(data: Path, tmp_path: Path,
+                                                    workers: int) -> None:
+    """An excerpt holding a NaN is refused with one line naming the file and the time, also
+    when it is read in a worker process (not the worker's traceback)."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(data, root)
+    vocals = root / "train" / "synth-train-000" / "vocals.wav"
+    audio, rate = sf.read(vocals, dtype="float32")
+    audio[:, 0] = np.inf  # every excerpt of this stem holds it
+    audio[:, 1] = np.nan
+    sf.write(vocals, audio, rate, subtype="FLOAT")
+    with pytest.raises(DatasetError) as caught:
+        fit(TrainConfig(**{**TINY, "epochs": 1, "workers": workers}), root, tmp_path / "run")
+    message = str(caught.value)
+    assert message.startswith(f"{vocals}: contains NaN or infinite samples (first at ")
+    assert "\n" not in message

@@ -50,18 +50,33 @@ class Track:
     stem: object | None = None  # stems layout: a musdb Track
 
     def read(self, source: str, start: int = 0, frames: int | None = None) -> torch.Tensor:
-        """Samples of ``source`` (or ``mixture``) from ``start``: (channel, time) float32."""
+        """Samples of ``source`` (or ``mixture``) from ``start``: (channel, time) float32.
+
+        Raises:
+            DatasetError: the file cannot be decoded, or the samples read hold a NaN or an
+                infinity (checked on every read rather than by a scan of the whole dataset at
+                start-up, so a bad sample stops training before it reaches the model).
+        """
         frames = self.frames - start if frames is None else frames
         if self.stem is not None:
-            return self._read_stem(source, start, frames)
-        try:
-            data, _ = sf.read(str(self.files[source]), start=start, frames=frames, dtype="float32",
-                              always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise DatasetError(f"{self.files[source]}: cannot read ({exc})") from exc
-        if data.shape[0] < frames:  # a stem shorter than the mixture: pad with silence
-            data = np.pad(data, ((0, frames - data.shape[0]), (0, 0)))
-        return torch.from_numpy(np.ascontiguousarray(data.T))
+            data = self._read_stem(source, start, frames)
+        else:
+            try:
+                array, _ = sf.read(str(self.files[source]), start=start, frames=frames,
+                                   dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise DatasetError(f"{self.files[source]}: cannot read ({exc})") from exc
+            if array.shape[0] < frames:  # a stem shorter than the mixture: pad with silence
+                array = np.pad(array, ((0, frames - array.shape[0]), (0, 0)))
+            data = torch.from_numpy(np.ascontiguousarray(array.T))
+        finite = torch.isfinite(data).all(dim=0)
+        if not bool(finite.all()):
+            first = start + int(torch.argmin(finite.to(torch.uint8)))
+            where = self.files[source] if self.files else \
+                f"{self.stem.path} ({source})"  # type: ignore[attr-defined]
+            raise DatasetError(f"{where}: contains NaN or infinite samples "
+                               f"(first at {first / self.rate:.3f} s)")
+        return data
 
     def _read_stem(self, source: str, start: int, frames: int) -> torch.Tensor:
         track = self.stem

@@ -35,7 +35,13 @@ from cumx_cli.engine.config import TrainConfig
 from cumx_cli.engine.data.musdb import Track, load_tracks
 from cumx_cli.engine.data.sampler import RandomMixDataset
 from cumx_cli.engine.dsp.stft import STFT
-from cumx_cli.engine.errors import CheckpointError, ConfigError, DatasetError
+from cumx_cli.engine.errors import (
+    CheckpointError,
+    ConfigError,
+    CumxError,
+    DatasetError,
+    TrainingError,
+)
 from cumx_cli.engine.inference.separator import resolve_device
 from cumx_cli.engine.losses import LossTerms, MultiDomainLoss
 from cumx_cli.engine.model import CrossUMX
@@ -150,20 +156,46 @@ def train_one_epoch(model: torch.nn.Module, stft: STFT, loss_fn: MultiDomainLoss
     """One pass over the epoch's examples; returns the mean training loss (over all ranks)."""
     model.train()
     total, count = 0.0, 0
-    for mixture, stems in loader:
+    for step, (mixture, stems) in enumerate(_batches(loader), start=1):
         mixture, stems = mixture.to(device), stems.to(device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             terms, _ = _loss(loss_fn, model, stft, mixture, stems)
+        value = float(terms.total.detach())
+        if not math.isfinite(value):  # stop before the optimizer writes NaN into the weights
+            raise TrainingError(f"the training loss became {value} at step {step} of the epoch: "
+                                f"training diverged (a new run with a lower --lr may help); "
+                                f"the checkpoints saved so far are unchanged")
         terms.total.backward()
         optimizer.step()
-        total += float(terms.total.detach()) * mixture.shape[0]
+        total += value * mixture.shape[0]
         count += mixture.shape[0]
-        events.step_done(float(terms.total.detach()), mixture.shape[0])
+        events.step_done(value, mixture.shape[0])
     stats = torch.tensor([total, count], dtype=torch.float64)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(stats)
     return float(stats[0] / stats[1])
+
+
+def _batches(loader: DataLoader) -> Iterator[Any]:
+    """The loader's batches; a cumx error raised in a worker process is re-raised as itself.
+
+    A DataLoader worker's exception comes back with the worker's whole traceback as its message;
+    the original one-line message is its last line (``module.Class: message``).
+    """
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except CumxError as exc:
+            lines = str(exc).strip().splitlines()
+            prefix = f"{type(exc).__name__}: "
+            if len(lines) > 1 and lines[0].startswith("Caught ") and prefix in lines[-1]:
+                raise type(exc)(lines[-1].split(prefix, 1)[1]) from exc
+            raise
+        yield batch
 
 
 @torch.no_grad()
@@ -321,48 +353,58 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
     # Workers are re-created each epoch (not persistent) so they see the dataset's new epoch.
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=True,
                         num_workers=config.workers)
+    created = rank == 0 and not out.exists()
     if rank == 0:
         with _writing(out):
             out.mkdir(parents=True, exist_ok=True)
             _write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     results: list[EpochResult] = []
-    while state.epoch < config.epochs:
-        epoch = state.epoch + 1
-        start = time.perf_counter()
-        dataset.set_epoch(epoch)
-        events.epoch_started(epoch, len(loader))
-        train_loss = train_one_epoch(model, stft, loss_fn, loader, optimizer, device, config.amp, events)
-        valid_loss, sdr, base = math.nan, {s: math.nan for s in config.sources}, {}
-        if rank == 0:
-            net = model.module if world > 1 else model
-            valid_loss, sdr, base = validate(net, stft, loss_fn, valid_tracks, config.sources,
-                                             round(config.valid_seconds * rate), device)
-        (valid_loss,) = _broadcast([valid_loss], rank)
-        scheduler.step(valid_loss)
-        best = valid_loss < state.best_loss
-        state.epoch = epoch
-        if best:
-            state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, epoch, 0
-        else:
-            state.bad_epochs += 1
-        result = EpochResult(epoch, train_loss, valid_loss, sdr, base,
-                             optimizer.param_groups[0]["lr"], time.perf_counter() - start, best)
-        state.history.append(result.to_dict())
-        if rank == 0:
-            with _writing(out):
-                _save(last, model, config, state, optimizer, scheduler)
-                if best:
-                    _save(out / "best.pt", model, config, state, optimizer, scheduler)
-                with (out / "metrics.jsonl").open("a") as f:
-                    f.write(json.dumps(result.to_dict()) + "\n")
-                _plot(out / "curves.png", state.history)
-        results.append(result)
-        events.epoch_finished(result)
-        if config.patience is not None and state.bad_epochs >= config.patience:
-            events.message(f"no improvement for {config.patience} epochs: stopping early")
-            break
-        if stop_after is not None and len(results) >= stop_after:
-            break
+    try:
+        while state.epoch < config.epochs:
+            epoch = state.epoch + 1
+            start = time.perf_counter()
+            dataset.set_epoch(epoch)
+            events.epoch_started(epoch, len(loader))
+            train_loss = train_one_epoch(model, stft, loss_fn, loader, optimizer, device,
+                                         config.amp, events)
+            valid_loss, sdr, base = math.nan, {s: math.nan for s in config.sources}, {}
+            if rank == 0:
+                net = model.module if world > 1 else model
+                valid_loss, sdr, base = validate(net, stft, loss_fn, valid_tracks, config.sources,
+                                                 round(config.valid_seconds * rate), device)
+            (valid_loss,) = _broadcast([valid_loss], rank)
+            scheduler.step(valid_loss)
+            best = valid_loss < state.best_loss
+            state.epoch = epoch
+            if best:
+                state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, epoch, 0
+            else:
+                state.bad_epochs += 1
+            result = EpochResult(epoch, train_loss, valid_loss, sdr, base,
+                                 optimizer.param_groups[0]["lr"], time.perf_counter() - start, best)
+            state.history.append(result.to_dict())
+            if rank == 0:
+                with _writing(out):
+                    _save(last, model, config, state, optimizer, scheduler)
+                    if best:
+                        _save(out / "best.pt", model, config, state, optimizer, scheduler)
+                    # Rewritten whole from the history (atomically), never appended to: a failed
+                    # or killed write cannot leave a partial line.
+                    _write_text(out / "metrics.jsonl",
+                                "".join(json.dumps(h) + "\n" for h in state.history))
+                    _plot(out / "curves.png", state.history)
+            results.append(result)
+            events.epoch_finished(result)
+            if config.patience is not None and state.bad_epochs >= config.patience:
+                events.message(f"no improvement for {config.patience} epochs: stopping early")
+                break
+            if stop_after is not None and len(results) >= stop_after:
+                break
+    except BaseException:
+        # A run that fails (or is interrupted) before its first checkpoint leaves nothing behind.
+        if created and not last.exists():
+            _remove_empty_run(out)
+        raise
     return results
 
 
@@ -374,6 +416,14 @@ def _writing(out: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise CheckpointError(f"{out}: cannot write the run folder ({exc.strerror or exc})") from exc
+
+
+def _remove_empty_run(out: Path) -> None:
+    """Remove a run folder this call created, holding only files written before any checkpoint."""
+    for name in ("config.json", "metrics.jsonl", "curves.png"):
+        (out / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        out.rmdir()  # only if nothing else (e.g. the user's own files) is in it
 
 
 def _write_text(path: Path, text: str) -> None:
