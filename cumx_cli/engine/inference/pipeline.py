@@ -229,9 +229,13 @@ class _FileTrack:
         else:
             self._held = 0
             self._scratch = _FileScratch(outputs, info.channels)
+        # Folders this track creates, deepest first: removed again if it fails and they are empty.
+        self._new_dirs: list[Path] = []
         try:
             for path in outputs.values():
+                missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
                 path.parent.mkdir(parents=True, exist_ok=True)
+                self._new_dirs += [d for d in missing if d not in self._new_dirs]
             self._scratch.open()
         except OSError as exc:
             self._cleanup()
@@ -319,7 +323,8 @@ class _FileTrack:
         self.events.track_finished(self.result)
 
     def _cleanup(self) -> None:
-        """Drop the scratch, and delete any stem of this failed track already in place."""
+        """Drop the scratch, delete any stem of this failed track already in place, and remove
+        the folders it created if they are left empty."""
         self._scratch.discard()
         self._release_budget()
         for path in self._committed:
@@ -329,6 +334,12 @@ class _FileTrack:
                 pass
         self._committed.clear()
         self._blocks = None
+        for folder in sorted(self._new_dirs, key=lambda d: len(d.parts), reverse=True):
+            try:
+                folder.rmdir()  # only if empty: another track's stems or the user's files stay
+            except OSError:
+                pass
+        self._new_dirs.clear()
 
     def _release_budget(self) -> None:
         self._budget.give(self._held)
