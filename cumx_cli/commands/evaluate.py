@@ -138,7 +138,7 @@ def eval_command(
         paths = report.write_reports(summary, out, published, model)
         try:
             report.write_boxplots(summary, out)
-        except EvaluationError as exc:
+        except report.PlotsUnavailable as exc:
             warn_line(str(exc))
         info_line(f"summary: {paths['summary']}, {paths['csv']}")
     if failed and len(results) > 1:  # one track: its own error line says it all

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cumx_cli.engine.config import ModelConfig
-from cumx_cli.engine.errors import CheckpointError, UnsafeCheckpointError
+from cumx_cli.engine.errors import CheckpointError, UnsafeCheckpointError, disk_full_reason
 from cumx_cli.engine.model import CrossUMX
 
 if TYPE_CHECKING:
@@ -149,6 +149,9 @@ def save_model(model: CrossUMX, path: Path, extra: dict[str, Any] | None = None)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write the checkpoint ({exc.strerror or exc})") from exc
     except RuntimeError as exc:  # how torch's zip writer reports a failed write (a full disk)
+        full = disk_full_reason(tmp)
+        if full:
+            raise CheckpointError(f"{path}: cannot write the checkpoint ({full})") from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: cannot write the checkpoint ({first}); is the disk "
                               "full?") from exc

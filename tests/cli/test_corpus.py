@@ -350,3 +350,67 @@ def test_download_usage(server: FakeZenodo, args: list[str], code: int,
     assert result.exit_code == code, show(result)
     the_error(result, *mentions)
     assert not Path("cache").exists() and server.requests == []
+
+
+# -- a real full file system -------------------------------------------------------------------
+#
+# The cases above simulate a full disk by making Python-level writes fail. These run the same
+# commands on a real one, where the reason comes from below Python: libsndfile, torch's zip
+# writer, PIL and the kernel. They need root and the right to mount a tmpfs (skipped elsewhere).
+
+FREE_KIB = 16
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted under ``tmp_path`` with only :data:`FREE_KIB` KiB left free."""
+    import shutil
+    import subprocess
+
+    mount = tmp_path / "full disk"
+    mount.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+            capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        (mount / "filler").write_bytes(b"\0" * ((1024 - FREE_KIB) * 1024))
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def on_full_disk(mount: Path) -> set[str]:
+    """What the commands left on the full file system (the filler excepted): nothing."""
+    return {str(p.relative_to(mount)) for p in mount.rglob("*")} - {"filler"}
+
+
+def test_separate_on_a_real_full_disk(model: str, song: Path, full_disk: Path) -> None:
+    result = cumx("separate", song, "-o", full_disk / "out", "-m", model)
+    assert result.exit_code == 1, show(result)
+    the_error(result, full_disk / "out" / "song", DISK_FULL)
+    assert on_full_disk(full_disk) == set()
+
+
+def test_train_on_a_real_full_disk(full_disk: Path) -> None:
+    write_dataset(Path("musdb"))
+    result = train("--musdb", "musdb", "--out", full_disk / "run")
+    assert result.exit_code == 1, show(result)
+    the_error(result, full_disk / "run", DISK_FULL)
+    assert on_full_disk(full_disk) == set()
+
+
+def test_eval_on_a_real_full_disk(full_disk: Path) -> None:
+    musdb, est = eval_data()
+    result = cumx("eval", "--musdb", musdb, "--estimates", est, "--out", full_disk / "scores")
+    assert result.exit_code == 1, show(result)
+    the_error(result, full_disk / "scores", DISK_FULL)
+    assert scratch(full_disk) == []  # what was written before the disk filled is complete
+
+
+def test_download_on_a_real_full_disk(server: FakeZenodo, full_disk: Path) -> None:
+    result = cumx("download-weights", "xumx", "--cache-dir", full_disk / "cache")
+    assert result.exit_code == 1, show(result)
+    # the free space is checked against the published size before the file is fetched
+    the_error(result, full_disk / "cache", "2.4 MB needed but only 0.0 MB free")
+    assert on_full_disk(full_disk) == set()

@@ -204,14 +204,32 @@ def test_boxplots_one_png_per_source(tmp_path: Path) -> None:
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
 
-def test_boxplots_without_matplotlib_say_how_to_get_them(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_boxplots_without_matplotlib_are_skipped_with_a_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     summary = report.summarize([], SOURCES)
-    with pytest.raises(EvaluationError, match=r"pip install 'cumx\[eval\]'"):
+    with pytest.raises(report.PlotsUnavailable, match=r"^box plots skipped: matplotlib cannot be "):
         report.write_boxplots(summary, tmp_path)
+
+
+def test_a_box_plot_on_a_full_disk_is_an_error_and_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the "plots unavailable" warning: the scores' folder is full, which the user must know;
+    and no temporary file stays behind."""
+    from tests.corpus import fill_up
+
+    frames = {s: {m: [1.0, 2.0] for m in runner.METRICS} for s in SOURCES}
+    summary = report.summarize([runner.TrackResult("a", "scored", frames)], SOURCES)
+    fill_up(monkeypatch, tmp_path)
+    with pytest.raises(EvaluationError) as caught:
+        report.write_boxplots(summary, tmp_path)
+    assert not isinstance(caught.value, report.PlotsUnavailable)
+    first = tmp_path / f"boxplot_{summary.sources[0]}.png"
+    assert str(caught.value) == (f"{first}: cannot write the box plot "
+                                 "(No space left on device)")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_match_length_pads_and_cuts() -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from cumx_cli.engine.errors import AudioIOError, ConfigError
+from cumx_cli.engine.errors import AudioIOError, ConfigError, disk_full_reason
 
 OutputFormat = Literal["wav", "flac", "mp3"]
 SampleType = Literal["int16", "int24", "float32"]
@@ -207,7 +207,8 @@ class AudioWriter:
         try:
             self._file.write(data.contiguous().numpy())
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise AudioIOError(f"{self.final}: writing failed ({exc})") from exc
+            raise AudioIOError(f"{self.final}: writing failed ({_write_failure(exc, self.tmp)})"
+                               ) from exc
 
     def commit(self) -> None:
         self._file.close()
@@ -231,6 +232,20 @@ class AudioWriter:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is not None or not self._file.closed:
             self.abort()
+
+
+def _write_failure(exc: Exception, path: Path) -> str:
+    """Why a write failed. libsndfile reports every failed ``write(2)`` as "System error."
+    (``SF_ERR_SYSTEM``); the C ``errno`` it left (read through soundfile's cffi handle), or else a
+    full file system, says which."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if getattr(exc, "code", None) == 2:  # SF_ERR_SYSTEM
+        code = getattr(getattr(sf, "_ffi", None), "errno", 0)
+        if isinstance(code, int) and code > 0:
+            return os.strerror(code)
+        return disk_full_reason(path) or str(exc)
+    return str(exc)
 
 
 def write_audio(path: Path, waveform: torch.Tensor, sample_rate: int, fmt: OutputFormat = "wav",

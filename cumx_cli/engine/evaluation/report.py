@@ -9,10 +9,12 @@ dependency: ``pip install 'cumx[eval]'``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,17 +154,21 @@ def write_reports(summary: Summary, out_dir: Path, published: Table | None = Non
     return paths
 
 
+class PlotsUnavailable(EvaluationError):
+    """matplotlib cannot be imported: the box plots are skipped (the scores are complete)."""
+
+
 def write_boxplots(summary: Summary, out_dir: Path) -> list[Path]:
     """One PNG per source: the distribution over tracks of each metric's frame median.
 
     Raises:
-        EvaluationError: matplotlib is not installed (the plots are optional).
+        PlotsUnavailable: matplotlib cannot be imported (the plots are optional).
+        EvaluationError: a plot cannot be written (a full disk, a read-only folder).
     """
     try:
         from matplotlib.figure import Figure  # the object API: no pyplot, no global backend
     except ImportError as exc:
-        raise EvaluationError("box plots skipped: they need matplotlib "
-                              "(pip install 'cumx[eval]')") from exc
+        raise PlotsUnavailable(f"box plots skipped: matplotlib cannot be imported ({exc})") from exc
     paths = []
     for source in summary.sources:
         data = [[t[source][m] for t in summary.per_track.values()
@@ -176,8 +182,15 @@ def write_boxplots(summary: Summary, out_dir: Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"boxplot_{source}.png"
-        tmp = path.with_name(f".{path.name}.part.png")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            fig.savefig(tmp, format="png")
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise EvaluationError(f"{path}: cannot write the box plot ({exc.strerror or exc})"
+                                  ) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths
