@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import pickletools
 import re
@@ -33,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cumx_cli.engine.config import ModelConfig
-from cumx_cli.engine.errors import CheckpointError, UnsafeCheckpointError, disk_full_reason
+from cumx_cli.engine.errors import CheckpointError, UnsafeCheckpointError
+from cumx_cli.engine.files import disk_full_reason, replacing
 from cumx_cli.engine.model import CrossUMX
 
 if TYPE_CHECKING:
@@ -142,21 +142,19 @@ def save_model(model: CrossUMX, path: Path, extra: dict[str, Any] | None = None)
     payload.update(extra or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            try:
+                torch.save(payload, tmp)
+            except RuntimeError as exc:  # how torch's zip writer reports a failed write
+                full = disk_full_reason(tmp)  # while the partial file still fills the disk
+                if full:
+                    raise CheckpointError(f"{path}: cannot write the checkpoint ({full})") from exc
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise CheckpointError(f"{path}: cannot write the checkpoint ({first}); is the "
+                                      "disk full?") from exc
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write the checkpoint ({exc.strerror or exc})") from exc
-    except RuntimeError as exc:  # how torch's zip writer reports a failed write (a full disk)
-        full = disk_full_reason(tmp)
-        if full:
-            raise CheckpointError(f"{path}: cannot write the checkpoint ({full})") from exc
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot write the checkpoint ({first}); is the disk "
-                              "full?") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _from_cumx(data: dict[str, Any], path: Path) -> CrossUMX:

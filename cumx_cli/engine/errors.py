@@ -6,12 +6,6 @@ turns these into a one-line message and exit code 1; nothing in the engine print
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import shutil
-from pathlib import Path
-
 
 class CumxError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -76,18 +70,3 @@ class EvaluationError(CumxError):
 class TrainingError(CumxError):
     """Training cannot go on: the loss became NaN or infinite."""
 
-
-def disk_full_reason(path: Path) -> str | None:
-    """"No space left on device" if the file system holding ``path`` (a file or folder that
-    may not exist yet) has no free space left, else None.
-
-    For writers that do not pass the OS's reason on (libsndfile says "System error.", torch's
-    zip writer an internal assertion).
-    """
-    folder = Path(path)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    with contextlib.suppress(OSError):
-        if shutil.disk_usage(folder).free == 0:
-            return os.strerror(errno.ENOSPC)
-    return None

@@ -122,7 +122,9 @@ def test_an_interrupted_write_leaves_no_json(tmp_path: Path, monkeypatch: pytest
     def boom(*_: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner.os, "replace", boom)
+    from cumx_cli.engine import files
+
+    monkeypatch.setattr(files.os, "replace", boom)  # the rename inside files.replacing
     with pytest.raises(KeyboardInterrupt):
         runner.write_atomic(tmp_path / "test" / "t.json", "{}")
     assert list((tmp_path / "test").iterdir()) == []

@@ -20,7 +20,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from cumx_cli.engine.errors import AudioIOError, ConfigError, disk_full_reason
+from cumx_cli.engine.errors import AudioIOError, ConfigError
+from cumx_cli.engine.files import disk_full_reason, temp_path
 
 OutputFormat = Literal["wav", "flac", "mp3"]
 SampleType = Literal["int16", "int24", "float32"]
@@ -158,11 +159,6 @@ def subtype_for(fmt: OutputFormat, dtype: SampleType) -> str:
         raise ConfigError(f"--format {fmt} cannot store {dtype} samples; use --dtype int16 or int24") from None
 
 
-def temp_path_for(final: Path) -> Path:
-    """Hidden temporary name in the same folder (so the final rename is atomic)."""
-    return final.with_name(f".{final.name}.{os.getpid()}.part")
-
-
 class AudioWriter:
     """Write a file block by block to a temporary name; :meth:`commit` renames it into place.
 
@@ -174,7 +170,7 @@ class AudioWriter:
     def __init__(self, final: Path, sample_rate: int, channels: int, fmt: OutputFormat,
                  dtype: SampleType) -> None:
         self.final = final
-        self.tmp = temp_path_for(final)
+        self.tmp = temp_path(final)
         self.clamp = fmt == "mp3" or dtype != "float32"
         self.int16 = subtype_for(fmt, dtype) == "PCM_16"
         try:

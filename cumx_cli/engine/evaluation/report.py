@@ -9,12 +9,10 @@ dependency: ``pip install 'cumx[eval]'``).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import numpy as np
 
 from cumx_cli.engine.errors import EvaluationError
 from cumx_cli.engine.evaluation.runner import METRICS, TrackResult, write_atomic
+from cumx_cli.engine.files import replacing
 
 AVERAGE = "avg"
 
@@ -182,15 +181,11 @@ def write_boxplots(summary: Summary, out_dir: Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         path = out_dir / f"boxplot_{source}.png"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
+            with replacing(path) as tmp:
+                fig.savefig(tmp, format="png")
         except OSError as exc:
             raise EvaluationError(f"{path}: cannot write the box plot ({exc.strerror or exc})"
                                   ) from exc
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths

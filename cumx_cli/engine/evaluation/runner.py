@@ -16,10 +16,8 @@ scores are quantised to 5 decimals and an infinite score is stored as NaN.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from cumx_cli.engine.audio.io import AudioInfo, probe, read_audio
 from cumx_cli.engine.config import EvalConfig
 from cumx_cli.engine.errors import ConfigError, CumxError, EvaluationError
 from cumx_cli.engine.evaluation.bsseval import SilentSourceError, bss_eval_v4
+from cumx_cli.engine.files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -255,19 +254,12 @@ def read_museval_json(path: Path) -> FrameTable:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a hidden temporary file beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(text)
     except OSError as exc:
-        with contextlib.suppress(OSError):  # e.g. the parent is not a folder
-            tmp.unlink(missing_ok=True)
         raise EvaluationError(f"{path}: cannot write the scores ({exc.strerror or exc})") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
 
 def json_path(out_dir: Path, track: MusdbTrack) -> Path:
     return out_dir / track.subset / f"{track.name}.json"

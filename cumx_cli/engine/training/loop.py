@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from cumx_cli.engine.errors import (
     DatasetError,
     TrainingError,
 )
+from cumx_cli.engine.files import replacing
 from cumx_cli.engine.inference.separator import resolve_device
 from cumx_cli.engine.losses import LossTerms, MultiDomainLoss
 from cumx_cli.engine.model import CrossUMX
@@ -428,12 +429,8 @@ def _remove_empty_run(out: Path) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     """Write through a temporary file renamed into place: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    with replacing(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _plot(path: Path, history: list[dict[str, Any]]) -> None:
@@ -457,10 +454,8 @@ def _plot(path: Path, history: list[dict[str, Any]]) -> None:
     ax2.set_ylabel("valid SDR (dB)")
     ax2.legend(fontsize="small")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        fig.savefig(tmp, format="png", dpi=80)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=80)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ import torch
 
 from cumx_cli.engine.data.musdb import Track
 from cumx_cli.engine.dsp.stft import STFT
+from cumx_cli.engine.files import replacing
 
 
 def _cache_key(tracks: list[Track], n_fft: int, hop: int) -> str:
@@ -68,7 +69,6 @@ def input_statistics(tracks: list[Track], n_fft: int = 4096, hop: int = 1024,
     mean, std = mean.float(), std.float()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.part")
-        torch.save({"mean": mean, "std": std}, tmp)
-        os.replace(tmp, cache)
+        with replacing(cache) as tmp:
+            torch.save({"mean": mean, "std": std}, tmp)
     return mean, std
