@@ -69,4 +69,3 @@ class EvaluationError(CumxError):
 
 class TrainingError(CumxError):
     """Training cannot go on: the loss became NaN or infinite."""
-

@@ -229,7 +229,7 @@ class _FileTrack:
         else:
             self._held = 0
             self._scratch = _FileScratch(outputs, info.channels)
-        # Folders this track creates, deepest first: removed again if it fails and they are empty.
+        # Folders this track creates: removed again (deepest first) if it fails and they are empty.
         self._new_dirs: list[Path] = []
         try:
             for path in outputs.values():
