@@ -14,7 +14,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+#: The small asteroid X-UMX fixture, which the tests serve as ``xumx`` (record 4704231, file
+#: XUMX_FILE) and under the other published X-UMX names.
+ASTEROID = (Path(__file__).parent / "fixtures" / "peers" / "xumx_asteroid.pth").read_bytes()
+XUMX_FILE = "pretrained_xumx.pth"
 
 
 @dataclass

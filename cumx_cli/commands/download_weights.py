@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from cumx_cli.console import EXIT_FAILED, EXIT_OK, DownloadReporter, error_line, guard
+from cumx_cli.console import EXIT_FAILED, EXIT_OK, DownloadReporter, cli_state, error_line, guard
 from cumx_cli.options import CacheDir, Mirror, Offline, weights_settings
+
+if TYPE_CHECKING:
+    from cumx_cli.engine.weights.cache import WeightsSettings
 
 
 def _size(size: int | None, cached: bool) -> str:
@@ -17,13 +20,13 @@ def _size(size: int | None, cached: bool) -> str:
     return f"{'' if cached else '~'}{size / 1e6:.1f} MB"
 
 
-def _list(settings: object) -> None:
+def _list(settings: WeightsSettings) -> None:
     from cumx_cli.engine.weights.cache import cached_size
     from cumx_cli.engine.weights.registry import CATALOGUE
 
     rows = [("NAME", "SIZE", "CACHED", "LICENSE", "DESCRIPTION")]
     for spec in CATALOGUE.values():
-        size = cached_size(settings, spec)  # type: ignore[arg-type]
+        size = cached_size(settings, spec)
         rows.append((spec.name, _size(size if size is not None else spec.approx_bytes, size is not None),
                      "yes" if size is not None else "no", spec.license, spec.description))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -31,11 +34,12 @@ def _list(settings: object) -> None:
         head = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
         sys.stdout.write(f"{head}  {row[4]} [license: {row[3]}]\n" if row[0] != "NAME"
                          else f"{head}  DESCRIPTION [LICENSE]\n")
-    sys.stdout.write(f"cache: {settings.root}\n")  # type: ignore[attr-defined]
+    sys.stdout.write(f"cache: {settings.root}\n")
 
 
 @guard
 def download_weights_command(
+    ctx: typer.Context,
     names: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP007 - typer needs Optional
         help="Published model names (see --list).", show_default=False)] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every published model.")] = False,
@@ -64,13 +68,12 @@ def download_weights_command(
     if all_models == bool(names):
         raise ConfigError("name the models to download, or pass --all (--list shows them)")
     chosen = list(CATALOGUE) if all_models else list(dict.fromkeys(names or []))
-    for name in chosen:
-        get_spec(name)  # every name is checked before anything is downloaded
+    specs = [get_spec(name) for name in chosen]  # every name is checked before any download
     failed = 0
-    for name in chosen:
+    for spec in specs:
         try:
-            with DownloadReporter() as reporter:
-                results = ensure_weights(name, settings, force=force, events=reporter)  # type: ignore[arg-type]
+            with DownloadReporter(cli_state(ctx)) as reporter:
+                results = ensure_weights(spec, settings, force=force, events=reporter)
         except CumxError as exc:
             if len(chosen) == 1:
                 raise

@@ -9,54 +9,31 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cumx_cli.app import app
-from cumx_cli.console import State
-from tests.conftest import FIXTURES
-from tests.fake_zenodo import Behaviour, FakeZenodo
-
-ASTEROID = (FIXTURES / "peers" / "xumx_asteroid.pth").read_bytes()
-XUMX_FILE = "pretrained_xumx.pth"
+from tests.cli.helpers import cumx, show
+from tests.fake_zenodo import ASTEROID, XUMX_FILE, Behaviour, FakeZenodo
 
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(State, "verbose", False)
-    monkeypatch.setattr(State, "quiet", False)
     for var in ("CUMX_OFFLINE", "CUMX_WEIGHTS_MIRROR", "CUMX_ZENODO_URL", "CUMX_HTTP_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZenodo]:
-    fake = FakeZenodo()
-    fake.add_record(4704231, {XUMX_FILE: ASTEROID})
-    monkeypatch.setenv("CUMX_ZENODO_URL", fake.url)
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
 def cache() -> Path:
-    return Path(os.environ["CUMX_CACHE_DIR"])  # set per test by conftest
-
-
-def cumx(*args: object):  # -> typer.testing.Result
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def show(result) -> str:
-    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
+    """The weights folder of the cache root that conftest sets per test (``CUMX_CACHE_DIR``)."""
+    return Path(os.environ["CUMX_CACHE_DIR"]) / "weights"
 
 
 def files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    if not root.exists():
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 # -- download-weights --------------------------------------------------------------------------
@@ -95,7 +72,7 @@ def test_list_shows_every_model_and_what_is_cached(server: FakeZenodo, cache: Pa
 def test_cache_dir_flag_overrides_the_environment(server: FakeZenodo, tmp_path: Path, cache: Path) -> None:
     result = cumx("download-weights", "xumx", "--cache-dir", tmp_path / "elsewhere")
     assert result.exit_code == 0, show(result)
-    assert (tmp_path / "elsewhere" / "xumx" / XUMX_FILE).is_file() and files(cache) == []
+    assert (tmp_path / "elsewhere" / "weights" / "xumx" / XUMX_FILE).is_file() and files(cache) == []
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
@@ -133,13 +110,13 @@ def test_offline_error_names_the_command_and_the_path(server: FakeZenodo, cache:
 
 def test_mirror_flag(server: FakeZenodo, tmp_path: Path) -> None:
     assert cumx("download-weights", "xumx", "--cache-dir", tmp_path / "src").exit_code == 0
-    for rel in files(tmp_path / "src"):
-        server.static[f"/m/{rel}"] = (tmp_path / "src" / rel).read_bytes()
+    for rel in files(tmp_path / "src" / "weights"):  # a mirror serves a weights folder
+        server.static[f"/m/{rel}"] = (tmp_path / "src" / "weights" / rel).read_bytes()
     server.records.clear()  # Zenodo "down": only the mirror answers
     result = cumx("download-weights", "xumx", "--mirror", f"{server.url}/m", "--cache-dir", tmp_path / "dst")
     assert result.exit_code == 0, show(result)
     assert f"from {server.url}/m to" in result.stderr
-    assert (tmp_path / "dst" / "xumx" / XUMX_FILE).read_bytes() == ASTEROID
+    assert (tmp_path / "dst" / "weights" / "xumx" / XUMX_FILE).read_bytes() == ASTEROID
 
 
 # -- separate: first use -----------------------------------------------------------------------
@@ -192,6 +169,7 @@ def test_unreachable_network_in_process(monkeypatch: pytest.MonkeyPatch, song: P
     assert files(cache) == [] and not Path("out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["download-weights", "separate"])
 def test_unreachable_host_in_a_real_process(tmp_path: Path, song: Path, command: str) -> None:
     closed = socket.socket()
@@ -200,7 +178,8 @@ def test_unreachable_host_in_a_real_process(tmp_path: Path, song: Path, command:
     closed.close()  # nothing listens there: connection refused
     env = {**os.environ, "CUMX_ZENODO_URL": f"http://127.0.0.1:{port}",
            "CUMX_CACHE_DIR": str(tmp_path / "c"), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    args = ["download-weights", "xumx"] if command == "download-weights" else ["separate", str(song), "-o", "out"]
+    args = (["download-weights", "xumx"] if command == "download-weights"
+            else ["separate", str(song), "-o", "out"])
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "cumx_cli", *args], capture_output=True, text=True,
                           env=env, timeout=60)
@@ -213,11 +192,12 @@ def test_unreachable_host_in_a_real_process(tmp_path: Path, song: Path, command:
 
 def test_all_keeps_going_after_a_failure_and_exits_1(server: FakeZenodo, tmp_path: Path) -> None:
     assert cumx("download-weights", "xumx", "--cache-dir", tmp_path / "src").exit_code == 0
-    for rel in files(tmp_path / "src"):
-        server.static[f"/m/{rel}"] = (tmp_path / "src" / rel).read_bytes()
+    for rel in files(tmp_path / "src" / "weights"):
+        server.static[f"/m/{rel}"] = (tmp_path / "src" / "weights" / rel).read_bytes()
     result = cumx("download-weights", "--all", "--mirror", f"{server.url}/m", "--cache-dir", tmp_path / "dst")
     assert result.exit_code == 1, show(result)
-    assert result.stdout == f"{tmp_path / 'dst' / 'xumx' / XUMX_FILE}\t{len(ASTEROID) / 1e6:.1f} MB\tdownloaded\n"
+    dst = tmp_path / "dst" / "weights"
+    assert result.stdout == f"{dst / 'xumx' / XUMX_FILE}\t{len(ASTEROID) / 1e6:.1f} MB\tdownloaded\n"
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 6 and all("HTTP 404" in line for line in errors)
-    assert files(tmp_path / "dst") == [f"xumx/{XUMX_FILE}", f"xumx/{XUMX_FILE}.sha256"]
+    assert files(dst) == [f"xumx/{XUMX_FILE}", f"xumx/{XUMX_FILE}.sha256"]

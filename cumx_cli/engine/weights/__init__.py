@@ -1,1 +1,2 @@
-"""Published weights: the model registry, the cache, downloads, and the NNabla converter."""
+"""Model files and published weights: the checkpoint formats (``formats/``), the resolver from a
+name or path to a model, the registry of published models, the cache, and downloads."""

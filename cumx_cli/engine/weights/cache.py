@@ -11,23 +11,27 @@ files tell the downloader what to expect.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cumx_cli.engine.errors import ChecksumMismatchError
+from cumx_cli.engine.weights.integrity import file_sha256
 from cumx_cli.engine.weights.registry import ZENODO_URL, WeightsSpec
+
+log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".sha256"
 PART_SUFFIX = ".part"
 
 
 def default_cache_dir() -> Path:
-    """``platformdirs.user_cache_dir("cumx")/weights`` (e.g. ``~/.cache/cumx/weights`` on Linux)."""
+    """``platformdirs.user_cache_dir("cumx")`` (e.g. ``~/.cache/cumx`` on Linux), the cache root:
+    weights are in its ``weights`` folder."""
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("cumx")) / "weights"
+    return Path(platformdirs.user_cache_dir("cumx"))
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,8 @@ class WeightsSettings:
     engine never reads the environment.
 
     Attributes:
-        cache_dir: the cache folder; None means :func:`default_cache_dir`.
+        cache_dir: the cache root (``--cache-dir`` / ``CUMX_CACHE_DIR``); None means
+            :func:`default_cache_dir`. The weights are in its ``weights`` folder, :attr:`root`.
         offline: never touch the network; a missing model is an error.
         mirror: a plain HTTP folder with the cache layout, used instead of the origin.
         zenodo_url: Zenodo's base URL (tests point it at a local server).
@@ -52,11 +57,13 @@ class WeightsSettings:
     zenodo_url: str = ZENODO_URL
     timeout: float = 15.0
     retries: int = 3
+    cache_root: Path = field(init=False)
     root: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        root = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
-        object.__setattr__(self, "root", root)
+        top = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+        object.__setattr__(self, "cache_root", top)
+        object.__setattr__(self, "root", top / "weights")
 
     def model_dir(self, spec: WeightsSpec) -> Path:
         return self.root / spec.name
@@ -68,17 +75,20 @@ class WeightsSettings:
         """What the loader is given: the folder for Open-Unmix models, else the single file."""
         return self.model_dir(spec) if spec.is_folder else self.file_path(spec, spec.files[0])
 
+    def origin(self, spec: WeightsSpec) -> str:
+        """Where the files of ``spec`` come from, for messages: the mirror, or the origin."""
+        return self.mirror or spec.origin(self.zenodo_url)
+
+    def file_url(self, spec: WeightsSpec, file: str) -> str:
+        """Where ``file`` of ``spec`` is downloaded from: the mirror's copy when one is set."""
+        if self.mirror:
+            return f"{self.mirror.rstrip('/')}/{spec.name}/{file}"
+        return spec.file_url(file, self.zenodo_url)
+
 
 def sidecar(path: Path) -> Path:
+    """The sha256 record beside ``path`` (``<file>.sha256``)."""
     return path.with_name(path.name + SIDECAR_SUFFIX)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_sidecar(path: Path) -> str | None:
@@ -103,7 +113,7 @@ def write_sidecar(path: Path, digest: str) -> None:
 
 
 def is_cached(settings: WeightsSettings, spec: WeightsSpec) -> bool:
-    """Every file and its sha256 record are present (contents are checked by :func:`verify_cached`)."""
+    """Every file and its sha256 record are present (contents are checked by :func:`entry_is_valid`)."""
     return all(_has_entry(settings.file_path(spec, f)) for f in spec.files)
 
 
@@ -111,20 +121,30 @@ def _has_entry(path: Path) -> bool:
     return path.is_file() and read_sidecar(path) is not None
 
 
-def verify_cached(settings: WeightsSettings, spec: WeightsSpec, file: str) -> None:
-    """Re-hash a cached file and compare it with its record.
+def entry_is_valid(path: Path, spec: WeightsSpec, *, offline: bool) -> bool:
+    """Whether ``path`` is a cache entry: present, recorded, and its bytes re-hash to the record.
+
+    A corrupt entry is deleted (so that it is fetched again), or, offline, reported.
 
     Raises:
-        ChecksumMismatchError: the bytes changed since they were verified (names the fix).
+        ChecksumMismatchError: offline, and the bytes changed since they were verified (names
+            the fix).
     """
-    path = settings.file_path(spec, file)
-    expected = read_sidecar(path)
+    recorded = read_sidecar(path)
+    if recorded is None or not path.is_file():
+        return False
     actual = file_sha256(path)
-    if actual != expected:
+    if actual == recorded:
+        return True
+    if offline:
         raise ChecksumMismatchError(
             f"{path}: the cached file is corrupt (sha256 {actual[:12]}..., recorded "
-            f"{(expected or '?')[:12]}...); run: cumx download-weights {spec.name} --force"
+            f"{recorded[:12]}...); run: cumx download-weights {spec.name} --force"
         )
+    log.warning("%s: the cached file is corrupt; downloading it again", path)
+    path.unlink(missing_ok=True)
+    sidecar(path).unlink(missing_ok=True)
+    return False
 
 
 def cached_size(settings: WeightsSettings, spec: WeightsSpec) -> int | None:

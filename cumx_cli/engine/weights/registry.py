@@ -14,7 +14,6 @@ load is checked against that record. The download says so.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,8 +24,6 @@ WeightsFormat = Literal["asteroid", "umx", "nnabla"]
 Verification = Literal["zenodo-md5", "zenodo-md5+name-sha256", "first-use"]
 
 ZENODO_URL = "https://zenodo.org"
-_HASH_IN_NAME = re.compile(r"-(?P<hash>[0-9a-f]{8,64})\.\w+$")
-_UMX_ORDER = ("vocals", "drums", "bass", "other")
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class WeightsSpec:
         files: file names, as on the server and in the cache.
         zenodo_record: the Zenodo record holding the files, or None.
         url: the folder URL for files outside Zenodo (ends with ``/``), or None.
-        sources: the model's sources, in its own order.
+        sources: the model's sources, in the order the loaded model has them.
         sample_rate: in Hz.
         license: as far as the sources we read say; "see ..." where they do not.
         training_data: the data set it was trained on.
@@ -87,18 +84,12 @@ class WeightsSpec:
         return self.format == "umx"
 
 
-def name_sha256_prefix(file: str) -> str | None:
-    """The sha256 prefix in a file name such as ``vocals-b62c91ce.pth`` (torch.hub's ``check_hash``)."""
-    found = _HASH_IN_NAME.search(file)
-    return found.group("hash") if found else None
-
-
 def _umx(name: str, record: int, files: dict[str, str], *, hidden: int, data: str, license: str,
          sdr: float | None, sdr_note: str, description: str) -> WeightsSpec:
     return WeightsSpec(
         name=name, description=description, format="umx",
         files=tuple(f"{src}-{files[src]}.pth" for src in sorted(files)),
-        zenodo_record=record, url=None, sources=_UMX_ORDER, sample_rate=44100, license=license,
+        zenodo_record=record, url=None, sources=MUSDB_SOURCES, sample_rate=44100, license=license,
         training_data=data, sdr=sdr, sdr_note=sdr_note,
         approx_bytes=142_300_000 if hidden == 512 else 452_000_000,  # peers §1.9
         verification="zenodo-md5+name-sha256",

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from cumx_cli.engine.checkpoint import load_model
 from cumx_cli.engine.config import InferenceConfig
 from cumx_cli.engine.errors import CheckpointError, MissingDependencyError
 from cumx_cli.engine.inference.separator import Separator
+from cumx_cli.engine.weights.resolver import load_model
 from tests.conftest import FIXTURES
 
 h5py = pytest.importorskip("h5py")
@@ -36,7 +36,8 @@ def write_nnabla_h5(path: Path, asteroid: Path = ASTEROID, drop: str | None = No
     for src in args["sources"]:
         for what in ("input_mean", "input_scale", "output_scale", "output_mean"):
             params[f"{what}_{src}"] = sd[f"mean_scale.{what}_{src}"]
-        blocks = {"fc1": f"layer_enc.{src}.enc.", "fc2": f"layer_dec.{src}.dec.", "fc3": f"layer_dec.{src}.dec."}
+        blocks = {"fc1": f"layer_enc.{src}.enc.", "fc2": f"layer_dec.{src}.dec.",
+                  "fc3": f"layer_dec.{src}.dec."}
         index = {"fc1": (0, 1), "fc2": (0, 1), "fc3": (3, 4)}
         for fc, prefix in blocks.items():
             lin, bn = index[fc]
@@ -141,14 +142,3 @@ def test_without_h5py_the_error_says_what_to_install(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'cumx\[nnabla\]'"):
         load_model(h5)
-
-
-def test_published_nnabla_model_without_h5py_fails_before_downloading(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cumx_cli.engine.checkpoint import resolve_model
-    from cumx_cli.engine.weights.cache import WeightsSettings
-
-    monkeypatch.setitem(sys.modules, "h5py", None)
-    with pytest.raises(MissingDependencyError, match="h5py"):
-        resolve_model("xumx-nnabla", WeightsSettings(cache_dir=tmp_path / "cache"))
-    assert not (tmp_path / "cache").exists()

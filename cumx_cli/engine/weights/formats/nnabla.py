@@ -15,7 +15,8 @@ conversion follow spec §6.4:
 * ``input_mean_<src>``, ``input_scale_<src>``, ``output_scale_<src>``, ``output_mean_<src>`` are
   copied as they are (they already hold -mean and 1/std).
 
-h5py is an optional dependency (``pip install 'cumx[nnabla]'``), imported only here.
+The sources come out in the canonical order (the file does not store one). h5py is an optional
+dependency (``pip install 'cumx[nnabla]'``), imported only here.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cumx_cli.engine.config import MUSDB_SOURCES, ModelConfig
+from cumx_cli.engine.config import ModelConfig
 from cumx_cli.engine.errors import CheckpointError, MissingDependencyError
+from cumx_cli.engine.model import CrossUMX
+from cumx_cli.engine.weights.formats.common import in_canonical_order, load_strict
 
 _SOURCE = re.compile(r"^input_mean_(?P<src>.+)$")
 
@@ -60,6 +63,18 @@ def read_parameters(path: Path) -> dict[str, np.ndarray]:
     return params
 
 
+def load_file(path: Path) -> CrossUMX:
+    """The bridged model of an NNabla X-UMX parameter file.
+
+    Raises:
+        MissingDependencyError: h5py is not installed (says how to install it).
+        CheckpointError: not readable HDF5, a parameter missing or of an unexpected shape, or
+            weights that do not fit.
+    """
+    config, state = nnabla_to_state(read_parameters(path), path)
+    return load_strict(config, state, path)
+
+
 def nnabla_to_state(params: dict[str, np.ndarray], path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """Convert NNabla X-UMX parameters into a config and a cumx state dict (``nets.<src>.*``).
 
@@ -69,7 +84,7 @@ def nnabla_to_state(params: dict[str, np.ndarray], path: Path) -> tuple[ModelCon
     found = [m.group("src") for k in params if (m := _SOURCE.match(k))]
     if not found:
         raise CheckpointError(f"{path}: no input_mean_<source> parameters; not NNabla X-UMX weights")
-    sources = tuple(sorted(found, key=lambda s: (MUSDB_SOURCES.index(s) if s in MUSDB_SOURCES else 99, s)))
+    sources = in_canonical_order(found)
 
     def get(name: str) -> np.ndarray:
         try:
@@ -123,7 +138,9 @@ def _lstm_state(prefix: str, w0: np.ndarray, w: np.ndarray | None, b: np.ndarray
     bias = b.reshape(config.num_layers, directions, 4 * cell)  # (L, D, 4, H) or (L, D, 4H)
     out: dict[str, np.ndarray] = {}
     for layer in range(config.num_layers):
-        weights = w0 if layer == 0 else w[layer - 1]  # type: ignore[index]
+        if layer > 0:
+            assert w is not None  # nnabla_to_state reads the recurrent stack when num_layers > 1
+        weights = w0 if layer == 0 or w is None else w[layer - 1]
         for d in range(directions):
             gates = weights[d]  # (4, H, I+H): [input ‖ recurrent] on the last axis, gates i, f, g, o
             inputs = gates.shape[-1] - cell
