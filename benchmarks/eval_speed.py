@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from cumx_cli.engine.config import EvalConfig
-from cumx_cli.engine.evaluation.runner import METRICS, MUSDB_TARGETS, score
+from cumx_cli.engine.data.musdb import MUSDB_TARGETS
+from cumx_cli.engine.evaluation.museval_format import METRICS
+from cumx_cli.engine.evaluation.runner import score
 
 RATE = 44100
 
@@ -107,7 +109,7 @@ def main() -> None:
         same_nan &= bool(np.array_equal(np.isnan(a), np.isnan(b)))
         finite = np.isfinite(a) & np.isfinite(b)
         worst_frame = max(worst_frame, float(np.max(np.abs(a[finite] - b[finite]))))
-        for i, src in enumerate(MUSDB_TARGETS):
+        for i in range(len(MUSDB_TARGETS)):
             d = abs(float(np.nanmedian(a[i])) - float(np.nanmedian(b[i])))
             worst_median = max(worst_median, d)
     print(f"NaN frames in the same places: {same_nan}")

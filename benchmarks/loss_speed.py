@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from cumx_cli.engine.config import TrainConfig
 from cumx_cli.engine.dsp.stft import STFT
 from cumx_cli.engine.losses import MultiDomainLoss, source_combinations, weighted_sdr
 
@@ -46,12 +47,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
-    stft = STFT()
+    stft = STFT(4096, 1024)
     stems = 0.1 * torch.randn(args.batch, 4, 2, int(args.seconds * 44100))
     mixture = stems.sum(1)
     mix_stft = stft(mixture)
     target_mag = stft(stems).abs()
-    loss_fn = MultiDomainLoss()
+    loss_fn = MultiDomainLoss.from_config(TrainConfig())
     print(f"batch {args.batch} x {args.seconds:g} s, 4 sources, 14 combinations, "
           f"{torch.get_num_threads()} threads")
     base = torch.rand(args.batch, 4, 2, 2049, mix_stft.shape[-1])

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from cumx_cli.engine.data.musdb import MUSDB_TARGETS
+
 RATE = 44100
-SOURCES = ("vocals", "drums", "bass", "other")
+SOURCES = MUSDB_TARGETS  # musdb's order, as museval writes its score files
 
 
 def museval_metrics() -> ModuleType:
@@ -73,3 +75,16 @@ def write_musdb(root: Path, tracks: dict[str, float], subset: str = "test",
                  subtype="PCM_16")
         written[name] = stems
     return written
+
+
+def write_estimates(folder: Path, stems: dict[str, dict[str, np.ndarray]], cut: int = 0) -> None:
+    """``folder/<track>/<source>.wav``: :func:`estimates` of the stems :func:`write_musdb` wrote,
+    as float wavs, ``cut`` samples shorter than the references."""
+    for n, (track, by_source) in enumerate(stems.items()):
+        refs = np.stack([by_source[s].T for s in SOURCES]).astype(np.float64)
+        est = estimates(refs, seed=n)
+        for j, src in enumerate(SOURCES):
+            path = folder / track / f"{src}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = est[j].T[: est.shape[-1] - cut] if cut else est[j].T
+            sf.write(path, np.clip(data, -1, 1), RATE, subtype="FLOAT")

@@ -10,23 +10,29 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from cumx_cli import options
-from cumx_cli.options import CacheDir, Mirror, Offline
 from cumx_cli.console import (
     EXIT_FAILED,
     EXIT_OK,
-    State,
+    CliState,
+    command_state,
     error_line,
+    flag_names,
     guard,
-    info_line,
-    setup_logging,
     warn_line,
 )
 from cumx_cli.engine.config import EvalConfig, InferenceConfig
 from cumx_cli.engine.errors import ConfigError, EvaluationError
+from cumx_cli.options import CacheDir, Mirror, Offline
 
 if TYPE_CHECKING:
-    from cumx_cli.engine.evaluation.runner import MusdbTrack, TrackResult
+    from cumx_cli.engine.data.musdb import TrackFolder
+    from cumx_cli.engine.evaluation.estimators import Estimator, SeparatorEstimator
+    from cumx_cli.engine.evaluation.runner import TrackResult
     from cumx_cli.engine.model import CrossUMX
+
+
+#: The flag of each ``EvalConfig`` field that ``eval`` sets, for the engine's errors.
+FLAGS = {"backend": "--backend"}
 
 
 class Subset(str, Enum):
@@ -42,11 +48,12 @@ class Backend(str, Enum):
 class _CliEvents:
     """One line per track on stderr (duck-typed ``runner.Events``)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, state: CliState) -> None:
         self.total = total
+        self.state = state
         self.done = 0
 
-    def track_started(self, track: MusdbTrack) -> None:
+    def track_started(self, track: TrackFolder) -> None:
         pass
 
     def track_finished(self, result: TrackResult) -> None:
@@ -55,14 +62,15 @@ class _CliEvents:
         if result.status == "error":
             error_line(result.error or f"track {result.track!r}: failed")
         elif result.status == "skipped":
-            info_line(f"{where} skipped {result.track} (scored already: {result.json_path}; "
-                      "--force to redo)")
+            self.state.info(f"{where} skipped {result.track} (scored already: "
+                            f"{result.json_path}; --force to redo)")
         else:
-            info_line(f"{where} [green]scored[/] {result.track} ({result.seconds:.1f} s)")
+            self.state.info(f"{where} [green]scored[/] {result.track} ({result.seconds:.1f} s)")
 
 
 @guard
 def eval_command(
+    ctx: typer.Context,
     musdb: Annotated[Path, typer.Option(
         "--musdb", help="MUSDB18-HQ root: ROOT/{train,test}/<track>/{mixture,vocals,drums,bass,"
         "other}.wav.", exists=True, file_okay=False, dir_okay=True, show_default=False)],
@@ -84,6 +92,7 @@ def eval_command(
     force: Annotated[bool, typer.Option(
         "--force", help="Score tracks again even if their JSON exists.")] = False,
     niter: options.Niter = options.DEFAULT_NITER,
+    wiener_window: options.WienerWindow = None,
     softmask: options.Softmask = False,
     residual: options.Residual = False,
     device: options.Device = options.DEFAULT_DEVICE,
@@ -102,33 +111,35 @@ def eval_command(
 
     Exit status: 0 when every track was scored or skipped; 1 when any failed (the others are still scored); 2 for usage errors.
     """
-    from cumx_cli.engine.evaluation import report, runner
+    from cumx_cli.engine.data.musdb import MUSDB_TARGETS, find_tracks
+    from cumx_cli.engine.device import resolve_device
+    from cumx_cli.engine.evaluation import estimators, report, runner
 
-    State.quiet = State.quiet or quiet
-    if verbose:
-        setup_logging(True)
+    state = command_state(ctx, verbose=verbose, quiet=quiet)
     if (model is None) == (estimates is None):
         raise ConfigError("give either --model M (separate, then score) or --estimates DIR "
                           "(score stems on disk), not both or neither")
-    config = EvalConfig(backend=backend.value, device=device)
-    eval_device = runner.resolve_eval_device(device)
-    selected = runner.find_tracks(musdb, subset.value, tracks or None)
-    estimator: runner.Estimator
+    with flag_names(FLAGS):
+        config = EvalConfig(backend=backend.value)
+    eval_device = resolve_device(device, float64=True)  # BSSEval computes in float64
+    selected = find_tracks(musdb, subset.value, tracks or None)
+    estimator: Estimator
     if estimates is not None:
-        estimator = runner.EstimatesFolder(estimates, config.max_length_mismatch_seconds)
-        sources: tuple[str, ...] = runner.MUSDB_TARGETS
+        estimator = estimators.EstimatesFolder(estimates, config.max_length_mismatch_seconds)
+        sources: tuple[str, ...] = MUSDB_TARGETS
         what = f"stems in {estimates}"
     else:
-        inference = InferenceConfig(chunk_seconds=chunk, overlap_seconds=overlap,
+        inference = options.inference_config(chunk_seconds=chunk, overlap_seconds=overlap,
                                     batch_size=batch_size, niter=niter, softmask=softmask,
-                                    residual=residual, device=device)  # checked before loading
-        loaded = options.load_model(model or "", cache_dir, offline, mirror)
+                                    residual=residual, device=device,
+                                    wiener_window=wiener_window)  # checked before loading
+        loaded = options.load_model(model or "", cache_dir, offline, mirror, state)
         estimator, sources = _separator_estimator(model or "", loaded, inference)
         what = f"model {model}"
-    info_line(f"scoring {what} on {len(selected)} {subset.value} track(s) with the {backend.value} "
-              f"backend on {eval_device}: {', '.join(sources)} -> {out}")
+    state.info(f"scoring {what} on {len(selected)} {subset.value} track(s) with the "
+               f"{backend.value} backend on {eval_device}: {', '.join(sources)} -> {out}")
     results = runner.evaluate_tracks(selected, sources, estimator, out, config, force=force,
-                                     device=eval_device, events=_CliEvents(len(selected)))
+                                     device=eval_device, events=_CliEvents(len(selected), state))
     failed = sum(r.status == "error" for r in results)
     if any(r.frames for r in results):
         summary = report.summarize(results, sources)
@@ -140,20 +151,21 @@ def eval_command(
             report.write_boxplots(summary, out)
         except report.PlotsUnavailable as exc:
             warn_line(str(exc))
-        info_line(f"summary: {paths['summary']}, {paths['csv']}")
+        state.info(f"summary: {paths['summary']}, {paths['csv']}")
     if failed and len(results) > 1:  # one track: its own error line says it all
         error_line(f"{failed} of {len(results)} track(s) failed")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 def _separator_estimator(model: str, loaded: CrossUMX,
-                         inference: InferenceConfig) -> tuple[object, tuple[str, ...]]:
-    from cumx_cli.engine.evaluation import runner
+                         inference: InferenceConfig) -> tuple[SeparatorEstimator, tuple[str, ...]]:
+    from cumx_cli.engine.data.musdb import MUSDB_TARGETS
+    from cumx_cli.engine.evaluation.estimators import SeparatorEstimator
     from cumx_cli.engine.inference.separator import Separator
 
     separator = Separator(loaded, inference)
-    sources = tuple(s for s in runner.MUSDB_TARGETS if s in separator.sources)
+    sources = tuple(s for s in MUSDB_TARGETS if s in separator.sources)
     if len(sources) < 2:
         raise EvaluationError(f"model {model} separates {', '.join(separator.sources)}; "
                               "BSSEval needs two or more of vocals, drums, bass, other")
-    return runner.SeparatorEstimator(separator), sources
+    return SeparatorEstimator(separator), sources

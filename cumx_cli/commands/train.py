@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -10,33 +11,49 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cumx_cli.console import State, guard, info_line, setup_logging, stderr
-from cumx_cli.engine.config import TrainConfig
+from cumx_cli.console import CliState, command_state, flag_names, guard, stderr
+from cumx_cli.engine.config import ModelConfig, TrainConfig
 from cumx_cli.engine.errors import ConfigError
+from cumx_cli.options import CacheDir, Verbose, cache_root
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from cumx_cli.engine.training.distributed import Launch
     from cumx_cli.engine.training.loop import EpochResult
 
 _T = TrainConfig()
+
+#: The flag of each ``TrainConfig`` (and ``ModelConfig``) field that ``train`` sets: the engine's
+#: errors name the field, the user reads the flag.
+FLAGS = {
+    "sources": "--sources", "hidden_size": "--hidden-size", "num_layers": "--nb-layers",
+    "bridge": "--bridge", "multidomain": "--mdl", "combine": "--cl", "alpha": "--alpha",
+    "seq_seconds": "--seq-dur", "samples_per_track": "--samples-per-track",
+    "batch_size": "--batch-size", "epochs": "--epochs", "lr": "--lr",
+    "weight_decay": "--weight-decay", "patience": "--patience", "seed": "--seed",
+    "workers": "--workers", "device": "--device", "amp": "--amp",
+}
 
 
 class _Display:
     """Training progress on stderr: a live bar on terminals, one line per epoch otherwise."""
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int, state: CliState) -> None:
         self.epochs = epochs
+        self.state = state
         self.progress: Progress | None = None
-        if stderr.is_terminal and not State.quiet:
+        if state.live:
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(),
                 TextColumn("{task.completed}/{task.total} steps"),
                 TextColumn("loss {task.fields[loss]:.4g}  {task.fields[rate]:.1f} samples/s"),
                 TimeRemainingColumn(), console=stderr, transient=True)
-        self.task: int | None = None
+        self.task: TaskID | None = None
         self.samples, self.started = 0, time.perf_counter()
 
     def message(self, text: str) -> None:
-        info_line(text)
+        self.state.info(text)
 
     def stats_progress(self, done: int, total: int) -> None:
         if self.progress is not None:
@@ -45,7 +62,7 @@ class _Display:
                                                    rate=0.0)
             self.progress.update(self.task, completed=done)
         if done == total:
-            info_line(f"input statistics: {total} tracks")
+            self.state.info(f"input statistics: {total} tracks")
 
     def epoch_started(self, epoch: int, steps: int) -> None:
         self.samples, self.started = 0, time.perf_counter()
@@ -63,13 +80,15 @@ class _Display:
 
     def epoch_finished(self, result: EpochResult) -> None:
         sdr = " ".join(f"{k} {v:.2f}" for k, v in result.valid_sdr.items())
-        info_line(f"epoch {result.epoch}: train {result.train_loss:.4g}, valid {result.valid_loss:.4g}"
-                  f"{' (best)' if result.best else ''}, SDR {sdr} dB, lr {result.lr:.2g}, "
-                  f"{result.seconds:.0f} s")
+        self.state.info(f"epoch {result.epoch}: train {result.train_loss:.4g}, valid "
+                        f"{result.valid_loss:.4g}{' (best)' if result.best else ''}, "
+                        f"SDR {sdr} dB, lr {result.lr:.2g}, {result.seconds:.0f} s")
 
 
 @guard
+@flag_names(FLAGS)
 def train_command(
+    ctx: typer.Context,
     musdb: Annotated[Optional[Path], typer.Option(  # noqa: UP007
         "--musdb", help="MUSDB18 (.stem.mp4) or MUSDB18-HQ (wav) root with train/ and test/.",
         show_default=False)] = None,
@@ -83,13 +102,13 @@ def train_command(
         "--synthetic-data", help="Write a small synthetic MUSDB-HQ-layout dataset here (if "
         "absent) and train on it: try cumx without MUSDB.", show_default=False)] = None,
     sources: Annotated[str, typer.Option(
-        help="Comma-separated sources to separate; each needs a <source>.wav per track.")] = ",".join(_T.sources),
-    bridge: Annotated[bool, typer.Option("--bridge/--no-bridge", help="X-UMX's bridging (off: UMX).")] = _T.bridge,
+        help="Comma-separated sources to separate; each needs a <source>.wav per track.")] = ",".join(_T.model.sources),
+    bridge: Annotated[bool, typer.Option("--bridge/--no-bridge", help="X-UMX's bridging (off: UMX).")] = _T.model.bridge,
     mdl: Annotated[bool, typer.Option("--mdl/--no-mdl", help="Multi-domain loss (adds alpha x wSDR).")] = _T.multidomain,
     cl: Annotated[bool, typer.Option("--cl/--no-cl", help="Combination loss over source subsets.")] = _T.combine,
     alpha: Annotated[float, typer.Option(help="Weight of the time-domain term.")] = _T.alpha,
-    hidden_size: Annotated[int, typer.Option(help="Hidden size.")] = _T.hidden_size,
-    nb_layers: Annotated[int, typer.Option(help="BLSTM layers.")] = _T.num_layers,
+    hidden_size: Annotated[int, typer.Option(help="Hidden size.")] = _T.model.hidden_size,
+    nb_layers: Annotated[int, typer.Option(help="BLSTM layers.")] = _T.model.num_layers,
     seq_dur: Annotated[float, typer.Option(help="Training excerpt length in seconds.")] = _T.seq_seconds,
     samples_per_track: Annotated[int, typer.Option(help="Excerpts per track per epoch.")] = _T.samples_per_track,
     batch_size: Annotated[int, typer.Option(help="Batch size (per process).")] = _T.batch_size,
@@ -103,58 +122,64 @@ def train_command(
     device: Annotated[str, typer.Option(envvar="CUMX_DEVICE", help="auto, cpu, cuda, cuda:N, mps.")] = _T.device,
     amp: Annotated[Optional[str], typer.Option(  # noqa: UP007
         help="Mixed precision on CUDA: bf16.", show_default="off")] = None,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Tracebacks and debug logs.")] = False,
+    cache_dir: CacheDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Train X-UMX with the paper's recipe (MDL + CL + bridging); any Table 1 row by flags.
 
     Multi-GPU: torchrun --nproc-per-node N -m cumx_cli train ...
     """
-    from cumx_cli.engine.training.loop import fit, load_run_config
+    from cumx_cli.engine.training.loop import fit
+    from cumx_cli.engine.training.run_folder import load_run_config
 
-    if verbose:
-        setup_logging(True)
+    state = command_state(ctx, verbose=verbose)
     if resume is not None:
         config = load_run_config(resume)
         if epochs != _T.epochs:
             config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
         out = resume
     else:
+        model = ModelConfig(sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
+                            hidden_size=hidden_size, num_layers=nb_layers, bridge=bridge)
         config = TrainConfig(
-            sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
-            hidden_size=hidden_size, num_layers=nb_layers, bridge=bridge, multidomain=mdl,
-            combine=cl, alpha=alpha, seq_seconds=seq_dur, samples_per_track=samples_per_track,
-            batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay,
-            patience=patience, seed=seed, workers=workers, device=device, amp=amp)
+            model=model, multidomain=mdl, combine=cl, alpha=alpha, seq_seconds=seq_dur,
+            samples_per_track=samples_per_track, batch_size=batch_size, epochs=epochs, lr=lr,
+            weight_decay=weight_decay, patience=patience, seed=seed, workers=workers,
+            device=device, amp=amp)
         out = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    root = _data_root(musdb, synthetic_data, out)
+    root = _data_root(musdb, synthetic_data, out, state)
 
-    display = _Display(config.epochs)
-    if display.progress is not None:
-        with display.progress:
-            fit(config, root, out, resume=resume is not None, cache_dir=_cache_root(), events=display)
-    else:
-        fit(config, root, out, resume=resume is not None, cache_dir=_cache_root(), events=display)
-    info_line(f"done: {out / 'best.pt'} (cumx separate --model {out / 'best.pt'} ...)")
+    display = _Display(config.epochs, state)
+    with display.progress or contextlib.nullcontext():
+        fit(config, root, out, resume=resume is not None, cache_dir=cache_root(cache_dir),
+            launch=_launch(), events=display)
+    state.info(f"done: {out / 'best.pt'} (cumx separate --model {out / 'best.pt'} ...)")
 
 
-def _cache_root() -> Path:
-    """Where the input statistics are cached: ``$CUMX_CACHE_DIR``, else the user cache folder."""
-    env = os.environ.get("CUMX_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    from cumx_cli.engine.weights.cache import default_cache_dir
+def _launch() -> Launch:
+    """This process's place in a ``torchrun`` launch: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
+    (a single process without them). The one place that reads them: the engine reads no
+    environment."""
+    from cumx_cli.engine.training.distributed import Launch
 
-    return default_cache_dir().parent
+    try:
+        return Launch(rank=int(os.environ.get("RANK", "0")),
+                      world_size=int(os.environ.get("WORLD_SIZE", "1")),
+                      local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    except ValueError:
+        raise ConfigError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (set by torchrun), "
+                          f"got {os.environ.get('RANK')!r}, {os.environ.get('WORLD_SIZE')!r}, "
+                          f"{os.environ.get('LOCAL_RANK')!r}") from None
 
 
-def _data_root(musdb: Path | None, synthetic: Path | None, out: Path) -> Path:
+def _data_root(musdb: Path | None, synthetic: Path | None, out: Path, state: CliState) -> Path:
     if synthetic is not None:
         if musdb is not None:
             raise ConfigError("give --musdb or --synthetic-data, not both")
         if not (synthetic / "train").is_dir():
             from cumx_cli.engine.data.synth import generate_synthetic_musdb
 
-            info_line(f"writing synthetic data to {synthetic}")
+            state.info(f"writing synthetic data to {synthetic}")
             generate_synthetic_musdb(synthetic)
         return synthetic
     if musdb is None:

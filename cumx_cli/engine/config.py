@@ -5,17 +5,27 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cumx_cli.engine.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Dataclass = TypeVar("_Dataclass", bound="DataclassInstance")
 
 #: Default output path template of ``separate``, under the output folder.
 DEFAULT_TEMPLATE = "{track}/{source}.{ext}"
 #: MiB of separated stems ``separate`` holds in memory until a track is encoded (all open tracks
 #: together): four stereo stems of a 4.5-minute track at 44.1 kHz. Longer tracks use scratch files.
 DEFAULT_SCRATCH_MIB = 384
+
+#: Wiener regulariser of norbert (X-UMX's reference inference): float64 machine epsilon.
+NORBERT_EPS = 2.220446049250313e-16
+#: Wiener regulariser of openunmix's ``Separator`` (Open-Unmix's reference inference).
+OPENUNMIX_EPS = 1e-10
+#: STFT frames per Wiener/EM window in openunmix's ``Separator`` (``wiener_win_len``, about 7 s).
+OPENUNMIX_WIENER_WINDOW = 300
 
 #: The sources of the MUSDB18 recipe, in the order of the paper's code (Sony and asteroid).
 MUSDB_SOURCES: tuple[str, ...] = ("bass", "drums", "vocals", "other")
@@ -33,8 +43,8 @@ def bandwidth_to_max_bin(sample_rate: int, n_fft: int, bandwidth: float) -> int:
     return min(num_bins, int(math.floor(bandwidth / spacing + 1e-9)) + 1)
 
 
-def _from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+def _from_dict(cls: type[_Dataclass], data: dict[str, Any], what: str) -> _Dataclass:
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown {what} key(s): {', '.join(unknown)}")
@@ -64,13 +74,17 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", tuple(self.sources))
         if not self.sources or len(set(self.sources)) != len(self.sources):
-            raise ConfigError(f"sources must be distinct and non-empty, got {self.sources}")
+            raise ConfigError(f"sources must be distinct and non-empty, got {self.sources}",
+                              field="sources")
         if self.num_channels < 1:
-            raise ConfigError(f"num_channels must be at least 1, got {self.num_channels}")
+            raise ConfigError(f"num_channels must be at least 1, got {self.num_channels}",
+                              field="num_channels")
         if self.bidirectional and self.hidden_size % 2:
-            raise ConfigError(f"a bidirectional model needs an even hidden_size, got {self.hidden_size}")
+            raise ConfigError(f"hidden_size must be even for a bidirectional model, got "
+                              f"{self.hidden_size}", field="hidden_size")
         if not 1 <= self.max_bin <= self.num_bins:
-            raise ConfigError(f"max_bin must be in 1..{self.num_bins}, got {self.max_bin}")
+            raise ConfigError(f"max_bin must be in 1..{self.num_bins}, got {self.max_bin}",
+                              field="max_bin")
         if self.hop_length < 1 or self.n_fft < 2 or self.sample_rate < 1:
             raise ConfigError("n_fft, hop_length and sample_rate must be positive")
 
@@ -93,6 +107,12 @@ class ModelConfig:
 class InferenceConfig:
     """How a track is separated: chunking, batching and the Wiener post-filter.
 
+    ``wiener_window`` (STFT frames per Wiener/EM window, 0 for the whole chunk) and ``wiener_eps``
+    ``None`` follow each model family's reference inference (the table is in the README,
+    "Inference defaults per model family"): Open-Unmix models (independent networks) are filtered
+    in windows of 300 frames (``OPENUNMIX_WIENER_WINDOW``, openunmix's ``wiener_win_len``), X-UMX
+    models over the whole chunk at once (asteroid's and Sony's evaluation code).
+
     ``wiener_eps`` ``None`` follows each model family's reference inference: norbert's float64
     machine epsilon for bridged X-UMX models (asteroid's and Sony's evaluation code), 1e-10 for
     independent Open-Unmix models (openunmix's ``Separator``). The two differ by about 50 dB SNR
@@ -111,37 +131,49 @@ class InferenceConfig:
     softmask: bool = False
     residual: bool = False
     wiener_eps: float | None = None
+    wiener_window: int | None = None
     device: str = "auto"
-    stems: tuple[str, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:
-            raise ConfigError(f"--chunk must be positive, got {self.chunk_seconds}")
+            raise ConfigError(f"chunk_seconds must be positive, got {self.chunk_seconds}",
+                              field="chunk_seconds")
         if self.overlap_seconds < 0 or self.overlap_seconds >= self.chunk_seconds:
             raise ConfigError(
-                f"--overlap must be at least 0 and shorter than --chunk ({self.chunk_seconds} s), "
-                f"got {self.overlap_seconds}"
+                f"overlap_seconds must be at least 0 and shorter than the chunk "
+                f"({self.chunk_seconds} s), got {self.overlap_seconds}", field="overlap_seconds"
             )
         if self.batch_size < 0:
-            raise ConfigError(f"--batch-size must be 0 (auto) or positive, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be 0 (auto) or positive, got {self.batch_size}",
+                              field="batch_size")
         if self.niter < 0:
-            raise ConfigError(f"--niter must be 0 or more, got {self.niter}")
+            raise ConfigError(f"niter must be 0 or more, got {self.niter}", field="niter")
+        if self.wiener_window is not None and self.wiener_window < 0:
+            raise ConfigError(f"wiener_window must be 0 (whole chunk) or a number of frames, "
+                              f"got {self.wiener_window}", field="wiener_window")
+
+
+#: Keys of the training configs that cumx wrote before ``TrainConfig`` held a ``ModelConfig``
+#: (flat, in the ``train_config`` of older run folders' checkpoints): they belong to ``model``.
+_FLAT_MODEL_KEYS = ("sources", "hidden_size", "num_layers", "bridge")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The training recipe (spec §3; Sony's values where the two reference codes differ, §8).
 
-    ``bridge``/``multidomain``/``combine``/``alpha`` select a row of the paper's Table 1. The
-    statistics and validation follow Sony's code: real mixtures, full training tracks, 10 s
-    validation chunks, a 200-sample trim inside the wSDR.
+    ``model`` is the network to train; its ``max_bin`` is not set directly but derived from
+    ``bandwidth`` (Hz) at the training data's sample rate (:meth:`model_config`), so the value
+    stored here is the one at ``model.sample_rate``. ``model.bridge``, ``multidomain``,
+    ``combine`` and ``alpha`` select a row of the paper's Table 1. The statistics and validation
+    follow Sony's code: real mixtures, full training tracks, ``valid_seconds`` validation chunks,
+    ``wsdr_trim`` samples trimmed inside the wSDR.
+
+    Errors name the field at fault (:class:`ConfigError` ``field``), never a command-line flag.
     """
 
-    sources: tuple[str, ...] = MUSDB_SOURCES
-    hidden_size: int = 512
-    num_layers: int = 3
+    model: ModelConfig = field(default_factory=ModelConfig)
     bandwidth: float = 16000.0
-    bridge: bool = True
     multidomain: bool = True
     combine: bool = True
     alpha: float = 10.0
@@ -163,36 +195,42 @@ class TrainConfig:
     amp: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sources", tuple(self.sources))
-        if not self.sources or len(set(self.sources)) != len(self.sources):
-            raise ConfigError(f"--sources must be distinct and non-empty, got {self.sources}")
-        for name in ("hidden_size", "num_layers", "samples_per_track", "batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.seq_seconds <= 0 or self.valid_seconds <= 0:
-            raise ConfigError("--seq-dur and the validation chunk must be positive")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ConfigError("--lr must be positive and --weight-decay non-negative")
+        counts = {"hidden_size": self.model.hidden_size, "num_layers": self.model.num_layers,
+                  "samples_per_track": self.samples_per_track, "batch_size": self.batch_size,
+                  "epochs": self.epochs}
+        for name, value in counts.items():
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}", field=name)
+        for name in ("seq_seconds", "valid_seconds", "bandwidth", "lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}", field=name)
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be 0 or more, got {self.weight_decay}",
+                              field="weight_decay")
         if self.amp not in (None, "bf16"):
-            raise ConfigError(f"--amp must be bf16, got {self.amp}")
+            raise ConfigError(f"amp must be bf16, got {self.amp}", field="amp")
         if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"--patience must be at least 1, got {self.patience}")
+            raise ConfigError(f"patience must be at least 1, got {self.patience}", field="patience")
+        object.__setattr__(self, "model", self.model_config(self.model.sample_rate))
 
-    def model_config(self, sample_rate: int = 44100, num_channels: int = 2) -> ModelConfig:
-        return ModelConfig(
-            sources=self.sources, num_channels=num_channels, hidden_size=self.hidden_size,
-            num_layers=self.num_layers, max_bin=bandwidth_to_max_bin(sample_rate, 4096, self.bandwidth),
-            bridge=self.bridge, sample_rate=sample_rate,
-        )
+    def model_config(self, sample_rate: int) -> ModelConfig:
+        """``model`` for training data at ``sample_rate``: ``max_bin`` from ``bandwidth``."""
+        max_bin = bandwidth_to_max_bin(sample_rate, self.model.n_fft, self.bandwidth)
+        return dataclasses.replace(self.model, sample_rate=sample_rate, max_bin=max_bin)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["sources"] = list(self.sources)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["model"] = self.model.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return _from_dict(cls, dict(data), "training config")
+        """The config of :meth:`to_dict`, or the flat one of older cumx run folders."""
+        data = dict(data)
+        model = dict(data.pop("model", None) or {})
+        model.update({key: data.pop(key) for key in _FLAT_MODEL_KEYS if key in data})
+        data["model"] = ModelConfig.from_dict(model)
+        return _from_dict(cls, data, "training config")
 
 
 #: Evaluation backends: cumx's own BSSEval v4 in torch, or the museval package itself.
@@ -207,21 +245,24 @@ class EvalConfig:
     reference is zero-padded or cut to the reference's length, as museval's ``eval_mus_track``
     does (the X-UMX reference scripts drop up to 1023 samples); a bigger difference is an error,
     since it usually means a wrong file or a wrong sample rate.
+
+    Errors name the field at fault (:class:`ConfigError` ``field``), never a command-line flag.
     """
 
     window_seconds: float = 1.0
     hop_seconds: float = 1.0
     filters_len: int = 512
     backend: str = "fast"
-    device: str = "auto"
     max_length_mismatch_seconds: float = 0.1
 
     def __post_init__(self) -> None:
         if self.backend not in EVAL_BACKENDS:
-            raise ConfigError(f"--backend must be one of {', '.join(EVAL_BACKENDS)}, got {self.backend!r}")
-        if self.window_seconds <= 0 or self.hop_seconds <= 0:
-            raise ConfigError("the evaluation window and hop must be positive")
-        if self.filters_len < 1:
-            raise ConfigError(f"filters_len must be positive, got {self.filters_len}")
+            raise ConfigError(f"backend must be one of {', '.join(EVAL_BACKENDS)}, got "
+                              f"{self.backend!r}", field="backend")
+        for name in ("window_seconds", "hop_seconds", "filters_len"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}", field=name)
         if self.max_length_mismatch_seconds < 0:
-            raise ConfigError("max_length_mismatch_seconds must be 0 or more")
+            raise ConfigError("max_length_mismatch_seconds must be 0 or more, got "
+                              f"{self.max_length_mismatch_seconds}",
+                              field="max_length_mismatch_seconds")

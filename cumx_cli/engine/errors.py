@@ -12,7 +12,16 @@ class CumxError(Exception):
 
 
 class ConfigError(CumxError, ValueError):
-    """An option or configuration value is invalid."""
+    """An option or configuration value is invalid.
+
+    ``field`` names the configuration field at fault (``num_layers``), when there is one, and the
+    message then starts with that name: the command line shows its own flag in its place
+    (``--nb-layers``), since the engine does not know how its callers spell their options.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ShapeError(CumxError, ValueError):

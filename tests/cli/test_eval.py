@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
-from cumx_cli.app import app
-from cumx_cli.console import State
-from cumx_cli.engine import checkpoint
+from cumx_cli.engine.weights import resolver
+from tests.cli.helpers import cumx, show
 from tests.conftest import random_model, tiny_config
 from tests.synthetic_musdb import RATE, SOURCES, estimates, write_musdb
 
@@ -20,8 +18,6 @@ from tests.synthetic_musdb import RATE, SOURCES, estimates, write_musdb
 @pytest.fixture(autouse=True)
 def _cwd_and_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(State, "verbose", False)
-    monkeypatch.setattr(State, "quiet", False)
 
 
 @pytest.fixture
@@ -37,14 +33,6 @@ def musdb(tmp_path: Path) -> Path:
     return root
 
 
-def cumx(*args: object):  # -> typer.testing.Result
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def show(result) -> str:  # type: ignore[no-untyped-def]
-    return f"exit {result.exit_code}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
-
-
 def test_help() -> None:
     result = cumx("eval", "--help")
     assert result.exit_code == 0
@@ -52,6 +40,7 @@ def test_help() -> None:
         assert option in result.stdout
 
 
+@pytest.mark.slow
 def test_estimates_are_scored_reported_and_resumed(musdb: Path) -> None:
     result = cumx("eval", "--musdb", musdb, "--estimates", "est", "--out", "scores")
     assert result.exit_code == 0, show(result)
@@ -84,7 +73,7 @@ def test_model_is_run_and_published_scores_shown(musdb: Path,
         calls.append(spec)
         return random_model(tiny_config())
 
-    monkeypatch.setattr(checkpoint, "resolve_model", fake_resolve)
+    monkeypatch.setattr(resolver, "resolve_model", fake_resolve)
     result = cumx("eval", "--musdb", musdb, "--model", "xumx", "--out", "scores",
                   "--tracks", "B - Two", "--chunk", "1", "--overlap", "0.25")
     assert result.exit_code == 0, show(result)
@@ -123,9 +112,10 @@ def test_unknown_track_and_missing_subset(musdb: Path) -> None:
     result = cumx("eval", "--musdb", musdb, "--estimates", "est", "--tracks", "Nope")
     assert result.exit_code == 1 and "Nope" in result.stderr
     result = cumx("eval", "--musdb", musdb, "--estimates", "est", "--subset", "train")
-    assert result.exit_code == 1 and "no such folder" in result.stderr
+    assert result.exit_code == 1 and "no 'train' folder" in result.stderr
 
 
+@pytest.mark.slow
 def test_museval_backend_agrees_with_fast(musdb: Path) -> None:
     try:
         import museval  # noqa: F401
@@ -137,7 +127,7 @@ def test_museval_backend_agrees_with_fast(musdb: Path) -> None:
     assert result.exit_code == 0, show(result)
     fast = json.loads(Path("fast/test/B - Two.json").read_text())
     slow = json.loads(Path("slow/test/B - Two.json").read_text())
-    for t_fast, t_slow in zip(fast["targets"], slow["targets"]):
-        for f_fast, f_slow in zip(t_fast["frames"], t_slow["frames"]):
+    for t_fast, t_slow in zip(fast["targets"], slow["targets"], strict=True):
+        for f_fast, f_slow in zip(t_fast["frames"], t_slow["frames"], strict=True):
             for m, v in f_slow["metrics"].items():
                 assert f_fast["metrics"][m] == pytest.approx(v, abs=2e-5, nan_ok=True)

@@ -9,22 +9,19 @@ import pytest
 from typer.testing import CliRunner
 
 from cumx_cli.app import app
-from cumx_cli.console import State
-
-TINY = ["--hidden-size", "8", "--nb-layers", "1", "--seq-dur", "1", "--samples-per-track", "2",
-        "--batch-size", "2", "--device", "cpu"]
+from tests.cli.helpers import TINY
 
 
 @pytest.fixture(autouse=True)
 def _reset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    State.verbose = State.quiet = False
 
 
 def run(*args: str) -> object:
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_synthetic_end_to_end_and_resume(tmp_path: Path) -> None:
     result = run("train", "--synthetic-data", "data", "--out", "run", "--epochs", "1", *TINY)
     assert result.exit_code == 0, result.output
@@ -49,6 +46,10 @@ def test_synthetic_end_to_end_and_resume(tmp_path: Path) -> None:
     (["--musdb", "x", "--synthetic-data", "y"], 2, "not both"),
     (["--musdb", "x", "--batch-size", "0"], 2, "--batch-size must be at least 1"),
     (["--musdb", "x", "--amp", "fp8"], 2, "--amp must be bf16"),
+    (["--musdb", "x", "--nb-layers", "0"], 2, "--nb-layers must be at least 1, got 0"),
+    (["--musdb", "x", "--hidden-size", "7"], 2, "--hidden-size must be even for a bidirectional"),
+    (["--musdb", "x", "--seq-dur", "0"], 2, "--seq-dur must be positive"),
+    (["--musdb", "x", "--sources", ","], 2, "--sources must be distinct and non-empty"),
     (["--resume", "nothing-here"], 1, "no last.pt"),
 ])
 def test_errors_are_one_line(args: list[str], code: int, message: str) -> None:
@@ -69,3 +70,27 @@ def test_resume_from_a_checkpoint_of_the_wrong_format(tmp_path: Path) -> None:
     (tmp_path / "run" / "last.pt").write_text("garbage")
     result = run("train", "--resume", "run")
     assert result.exit_code == 1 and "not a PyTorch checkpoint" in result.stderr, result.output
+
+
+def test_flags_name_real_fields_and_options() -> None:
+    """Every field of the engine's errors maps to an option ``train`` really has."""
+    import dataclasses
+
+    import typer
+
+    from cumx_cli.commands.train import FLAGS
+    from cumx_cli.engine.config import ModelConfig, TrainConfig
+
+    fields = {f.name for c in (TrainConfig, ModelConfig) for f in dataclasses.fields(c)}
+    assert set(FLAGS) <= fields
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    options = {o.split("/")[0] for p in command.params for o in p.opts}
+    assert set(FLAGS.values()) <= options
+
+
+@pytest.mark.slow
+def test_statistics_are_cached_under_the_cache_root(tmp_path: Path) -> None:
+    result = run("train", "--synthetic-data", "data", "--out", "run", "--epochs", "1",
+                 "--cache-dir", "root", *TINY)
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "root" / "stats").glob("*.pt"))) == 1

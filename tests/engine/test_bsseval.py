@@ -31,7 +31,7 @@ def _both(refs: np.ndarray, ests: np.ndarray, window: int, hop: int, taps: int
 
 
 def _assert_same(expected: tuple[np.ndarray, ...], got: tuple[np.ndarray, ...]) -> None:
-    for name, a, b in zip(("SDR", "ISR", "SIR", "SAR"), expected, got):
+    for name, a, b in zip(("SDR", "ISR", "SIR", "SAR"), expected, got, strict=True):
         assert a.shape == b.shape, name
         assert np.array_equal(np.isnan(a), np.isnan(b)), f"{name}: NaN frames differ"
         assert np.allclose(a, b, atol=1e-6, rtol=0, equal_nan=True), (name, np.nanmax(abs(a - b)))
@@ -40,6 +40,7 @@ def _assert_same(expected: tuple[np.ndarray, ...], got: tuple[np.ndarray, ...]) 
                 assert abs(np.nanmedian(a[j]) - np.nanmedian(b[j])) < 0.01, (name, j)
 
 
+@pytest.mark.slow
 def test_museval_settings_with_silent_passages_good_and_poor_estimates() -> None:
     """The paper's settings: 4 stereo sources, 1 s frames, 512 taps; silence in a reference
     (frame 1) and in an estimate (frame 2) make those frames NaN for every source."""

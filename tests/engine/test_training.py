@@ -1,4 +1,4 @@
-"""Training: data checks, statistics, exact resume, checkpoints, and a 2-process DDP run."""
+"""Training: statistics, exact resume (also of older run folders), checkpoints, and DDP."""
 
 from __future__ import annotations
 
@@ -14,57 +14,36 @@ import pytest
 import soundfile as sf
 import torch
 
-from cumx_cli.engine.checkpoint import load_model
-from cumx_cli.engine.config import TrainConfig
+from cumx_cli.engine.config import ModelConfig, TrainConfig
 from cumx_cli.engine.data.musdb import load_tracks
 from cumx_cli.engine.data.sampler import RandomMixDataset
-from cumx_cli.engine.data.synth import generate_synthetic_musdb
 from cumx_cli.engine.errors import DatasetError
 from cumx_cli.engine.training.loop import fit
+from cumx_cli.engine.training.run_folder import load_run_config
 from cumx_cli.engine.training.stats import input_statistics
+from cumx_cli.engine.weights.resolver import load_model
 
-TINY = dict(hidden_size=8, num_layers=1, seq_seconds=1.0, samples_per_track=2, batch_size=2,
-            valid_seconds=10.0, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_synthetic_musdb(tmp_path_factory.mktemp("synth"), num_train=2, num_valid=1,
-                                    num_test=1, seconds=3.0)
+SMALL = ModelConfig(hidden_size=8, num_layers=1)
+TINY = {"model": SMALL, "seq_seconds": 1.0, "samples_per_track": 2, "batch_size": 2,
+        "valid_seconds": 10.0, "device": "cpu"}
+FOUR = ("bass", "drums", "vocals", "other")
 
 
-def test_synthetic_layout_and_split(data: Path) -> None:
-    train = load_tracks(data, "train", ("bass", "drums", "vocals", "other"))
-    valid = load_tracks(data, "valid", ("bass", "drums", "vocals", "other"))
-    test = load_tracks(data, "test", ("bass", "drums", "vocals", "other"))
-    assert [t.name for t in train] == ["synth-train-000", "synth-train-001"]
-    assert [t.name for t in valid] == ["synth-train-002"]
-    assert len(test) == 1 and train[0].rate == 44100 and train[0].frames == 3 * 44100
-    mix = train[0].read("mixture")
-    total = sum(train[0].read(s) for s in ("bass", "drums", "vocals", "other"))
-    assert torch.allclose(mix, total, atol=1e-6)  # the mixture is the sum of the stems
-    excerpt = train[0].read("vocals", 1000, 500)
-    assert torch.equal(excerpt, train[0].read("vocals")[:, 1000:1500])
+@pytest.fixture
+def data(synthetic_musdb: Path) -> Path:
+    return synthetic_musdb
 
 
-def test_dataset_errors_name_what_is_wrong(tmp_path: Path, data: Path) -> None:
-    with pytest.raises(DatasetError, match="no 'train' folder"):
-        load_tracks(tmp_path, "train", ("bass",))
-    broken = tmp_path / "broken"
-    (broken / "train" / "song").mkdir(parents=True)
-    sf.write(broken / "train" / "song" / "mixture.wav", np.zeros((100, 2)), 44100)
-    with pytest.raises(DatasetError, match=r"song: missing bass.wav"):
-        load_tracks(broken, "train", ("bass",))
-    with pytest.raises(DatasetError, match="missing piano.wav"):
-        load_tracks(data, "train", ("bass", "piano"))
+def test_a_batch_larger_than_an_epoch_is_refused_before_any_file(data: Path,
+                                                                 tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="larger than an epoch"):
         fit(TrainConfig(**{**TINY, "batch_size": 64}), data, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_examples_depend_only_on_seed_epoch_and_index(data: Path) -> None:
-    tracks = load_tracks(data, "train", ("bass", "drums", "vocals", "other"))
-    ds = RandomMixDataset(tracks, ("bass", "drums", "vocals", "other"), 22050, 4, seed=1)
+    tracks = load_tracks(data, "train", FOUR)
+    ds = RandomMixDataset(tracks, FOUR, 22050, 4, seed=1)
     ds.set_epoch(3)
     a = ds[2]
     ds.set_epoch(1)
@@ -78,8 +57,8 @@ def test_examples_depend_only_on_seed_epoch_and_index(data: Path) -> None:
 
 
 def test_statistics_match_numpy_and_are_cached(data: Path, tmp_path: Path) -> None:
-    tracks = load_tracks(data, "train", ("bass", "drums", "vocals", "other"))
-    mean, std = input_statistics(tracks, cache_dir=tmp_path)
+    tracks = load_tracks(data, "train", FOUR)
+    mean, std = input_statistics(tracks, 4096, 1024, cache_dir=tmp_path)
     frames = []
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(4096) / 4096)
     for t in tracks:
@@ -93,7 +72,7 @@ def test_statistics_match_numpy_and_are_cached(data: Path, tmp_path: Path) -> No
     np.testing.assert_allclose(mean.numpy(), frames.mean(axis=0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(std.numpy(), ref_std, rtol=1e-3, atol=1e-6)
     assert len(list((tmp_path / "stats").glob("*.pt"))) == 1
-    again = input_statistics(tracks, cache_dir=tmp_path)
+    again = input_statistics(tracks, 4096, 1024, cache_dir=tmp_path)
     assert torch.equal(again[0], mean)
 
 
@@ -102,12 +81,27 @@ def _losses(run: Path) -> list[tuple[float, float]]:
     return [(json.loads(x)["train_loss"], json.loads(x)["valid_loss"]) for x in lines]
 
 
+def _as_written_by_older_cumx(last: Path) -> None:
+    """Rewrite a checkpoint's ``train_config`` flat, as cumx wrote it before ``TrainConfig``
+    held a ``ModelConfig``: ``sources``, ``hidden_size``, ``num_layers``, ``bridge`` at the top."""
+    stored = torch.load(last, weights_only=True)
+    config = dict(stored["train_config"])
+    model = config.pop("model")
+    config.update({k: model[k] for k in ("sources", "hidden_size", "num_layers", "bridge")})
+    stored["train_config"] = config
+    torch.save(stored, last)
+
+
+@pytest.mark.slow
 def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
+    """Also from a run folder of an older cumx (its flat config)."""
     config = TrainConfig(**{**TINY, "epochs": 3})
     straight = fit(config, data, tmp_path / "a")
     first = fit(config, data, tmp_path / "b", stop_after=1)
     assert len(first) == 1
-    rest = fit(config, data, tmp_path / "b", resume=True)
+    _as_written_by_older_cumx(tmp_path / "b" / "last.pt")
+    assert load_run_config(tmp_path / "b") == config
+    rest = fit(load_run_config(tmp_path / "b"), data, tmp_path / "b", resume=True)
     assert [r.epoch for r in rest] == [2, 3]
     assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
     assert [r.train_loss for r in straight] == [r.train_loss for r in first + rest]
@@ -117,11 +111,13 @@ def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
 
 
 def test_checkpoints_load_for_separation(data: Path, tmp_path: Path) -> None:
-    fit(TrainConfig(**{**TINY, "epochs": 1, "bridge": False, "multidomain": False}), data, tmp_path / "r")
+    config = TrainConfig(**{**TINY, "epochs": 1, "model": dataclasses.replace(SMALL, bridge=False),
+                            "multidomain": False})
+    fit(config, data, tmp_path / "r")
     model = load_model(tmp_path / "r" / "last.pt")
     assert not model.config.bridge and model.config.hidden_size == 8
     stored = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
-    assert stored["train_config"]["multidomain"] is False
+    assert TrainConfig.from_dict(stored["train_config"]) == config
     assert stored["training"]["epoch"] == 1
 
 
@@ -148,6 +144,7 @@ def test_two_process_ddp_on_cpu(data: Path, tmp_path: Path) -> None:
     assert load_model(out / "best.pt").config.hidden_size == 8
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_epochs(data: Path, tmp_path: Path) -> None:
     base = {**TINY, "epochs": 2}
     fit(TrainConfig(**base), data, tmp_path / "w0")
@@ -155,6 +152,7 @@ def test_worker_processes_give_the_same_epochs(data: Path, tmp_path: Path) -> No
     assert _losses(tmp_path / "w0") == _losses(tmp_path / "w2")
 
 
+@pytest.mark.slow
 def test_a_diverging_loss_stops_before_the_weights_change(data: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A NaN loss raises TrainingError before the optimizer steps: the saved run is untouched,

@@ -16,9 +16,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+import torch
 
-SOURCES = ("bass", "drums", "other", "vocals")
+from cumx_cli.engine.audio.io import write_audio
+
+#: The order in which each track's stems draw from the generator (not a source order of cumx:
+#: that is ``config.MUSDB_SOURCES``); changing it would change every generated file.
+_DRAW_ORDER = ("bass", "drums", "other", "vocals")
 
 
 def _envelope(n: int, rate: int, rng: np.random.Generator, note: float) -> np.ndarray:
@@ -87,12 +91,13 @@ def generate_synthetic_musdb(root: Path, num_train: int = 8, num_valid: int = 2,
             folder = root / subset / name
             folder.mkdir(parents=True, exist_ok=True)
             stems = {}
-            for source in SOURCES:
+            for source in _DRAW_ORDER:
                 left = _MAKERS[source](n, rate, rng)
                 right = 0.8 * left + 0.2 * _MAKERS[source](n, rate, rng)
                 stems[source] = np.stack([left, right], axis=1).astype(np.float32)
-                sf.write(folder / f"{source}.wav", stems[source], rate, subtype="FLOAT")
-            sf.write(folder / "mixture.wav", sum(stems.values()), rate, subtype="FLOAT")
+                write_audio(folder / f"{source}.wav", torch.from_numpy(stems[source].T), rate)
+            mixture = sum(stems.values())
+            write_audio(folder / "mixture.wav", torch.from_numpy(np.asarray(mixture).T), rate)
     split = {"valid": names["train"][num_train:]}
     (root / "split.json").write_text(json.dumps(split, indent=2) + "\n")
     return root

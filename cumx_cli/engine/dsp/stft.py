@@ -30,9 +30,13 @@ class STFT(nn.Module):
 
     The window is always the periodic Hann window, made in the input's dtype and device (so a
     float64 input gets an exact float64 window); it is never stored in a checkpoint.
+
+    Args:
+        n_fft: FFT size and window length (a model's ``ModelConfig.n_fft``).
+        hop_length: samples between frames (``ModelConfig.hop_length``).
     """
 
-    def __init__(self, n_fft: int = 4096, hop_length: int = 1024) -> None:
+    def __init__(self, n_fft: int, hop_length: int) -> None:
         super().__init__()
         self.n_fft = n_fft
         self.hop_length = hop_length

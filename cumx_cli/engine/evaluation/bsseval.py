@@ -78,17 +78,17 @@ def num_frames(length: int, window: int, hop: int) -> int:
     return 1
 
 
-def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, *, window: int = 44100,
-                hop: int = 44100, filters_len: int = 512, device: torch.device | None = None,
+def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, *, window: int, hop: int,
+                filters_len: int, device: torch.device | None = None,
                 frames_per_batch: int = 8) -> FrameScores:
     """Framewise SDR, ISR, SIR and SAR of estimates against references (BSSEval v4 images).
 
     Args:
         references: the true sources (their spatial images).
         estimates: the estimates, in the same source order and of the same length.
-        window: frame length in samples (museval: 1 s).
-        hop: frame hop in samples (museval: 1 s).
-        filters_len: taps of the distortion filters.
+        window: frame length in samples (``EvalConfig.window_seconds`` times the rate).
+        hop: frame hop in samples (``EvalConfig.hop_seconds`` times the rate).
+        filters_len: taps of the distortion filters (``EvalConfig.filters_len``).
         device: where to compute; default: where ``references`` is.
         frames_per_batch: frames projected at once (bounds the memory of step 3).
 

@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from cumx_cli.engine.errors import EvaluationError
-from cumx_cli.engine.evaluation.runner import METRICS, TrackResult, write_atomic
+from cumx_cli.engine.evaluation.museval_format import METRICS, write_atomic
+from cumx_cli.engine.evaluation.runner import TrackResult
 from cumx_cli.engine.files import replacing
 
 AVERAGE = "avg"
 
 #: Published BSSEval v4 scores (MUSDB18 test, median over frames, median over tracks) of the
-#: registered models, keyed by the names of the weights registry (``engine/weights/registry.py``). Sources: asteroid's
+#: registered models, keyed by the names of the weights registry (``engine/weights/registry.py``).
+#: Sources: asteroid's
 #: ``egs/musdb18/X-UMX/README.md`` for ``xumx`` (equal to the X-UMX paper's Table 1 to two
 #: decimals: vocals 6.61, drums 6.47, bass 5.43, other 4.64, avg 5.79) and ``xumxl`` (SDR only);
 #: see spec §5. Models without a trustworthy published table are left out on purpose.

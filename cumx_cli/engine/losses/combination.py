@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from itertools import combinations
 
 import torch
 
 
-@lru_cache(maxsize=None)
+@cache
 def source_combinations(num_sources: int, combine: bool = True) -> tuple[tuple[int, ...], ...]:
     """Subsets of ``range(num_sources)`` that the loss averages over.
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cumx_cli.engine.config import TrainConfig
 from cumx_cli.engine.losses.combination import combination_matrix
 from cumx_cli.engine.losses.spectral import spectral_mse
 from cumx_cli.engine.losses.temporal import EPS, weighted_sdr
@@ -35,18 +36,28 @@ class MultiDomainLoss(nn.Module):
     The iSTFT is linear, so each source's waveform is made once and combinations are formed
     by summation; this equals computing the iSTFT per combination (tests/engine/test_losses.py).
 
+    The recipe's values are ``TrainConfig``'s fields: build it with :meth:`from_config`.
+
     Args:
-        alpha: weight of the time-domain term (10 in the paper).
+        alpha: weight of the time-domain term (``TrainConfig.alpha``).
         multidomain: include the time-domain term.
         combine: use the combinations (CL) instead of single sources.
-        trim: samples dropped at both ends inside the wSDR (Sony: 200; asteroid: 0).
+        trim: samples dropped at both ends inside the wSDR (``TrainConfig.wsdr_trim``; Sony
+            trims 200, asteroid 0).
+        eps: the wSDR's epsilon (both reference codes': :data:`temporal.EPS`).
     """
 
-    def __init__(self, alpha: float = 10.0, multidomain: bool = True, combine: bool = True,
-                 trim: int = 200, eps: float = EPS) -> None:
+    def __init__(self, *, alpha: float, multidomain: bool, combine: bool, trim: int,
+                 eps: float = EPS) -> None:
         super().__init__()
         self.alpha, self.multidomain, self.combine = alpha, multidomain, combine
         self.trim, self.eps = trim, eps
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> MultiDomainLoss:
+        """The loss of a training recipe (``alpha``, ``multidomain``, ``combine``, ``wsdr_trim``)."""
+        return cls(alpha=config.alpha, multidomain=config.multidomain, combine=config.combine,
+                   trim=config.wsdr_trim)
 
     def forward(self, est_mag: torch.Tensor, target_mag: torch.Tensor,
                 est_wave: torch.Tensor | None = None, target_wave: torch.Tensor | None = None,

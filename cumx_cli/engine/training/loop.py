@@ -1,51 +1,36 @@
 """The training loop: X-UMX's recipe, single process or DistributedDataParallel.
 
-``fit`` composes :func:`train_one_epoch` and :func:`validate`. It writes, in the run folder
-(rank 0 only): ``last.pt`` after every epoch and ``best.pt`` when the validation loss improves
-(both atomically, in cumx's checkpoint format, directly usable by ``cumx separate``),
-``config.json``, ``metrics.jsonl`` (one line per epoch) and ``curves.png``.
-
-Exact resume: an epoch's examples depend only on ``(seed, epoch, rank, index)``, and ``last.pt``
-holds the optimizer, scheduler and the RNG state, so a run stopped after epoch k and resumed
-produces the same epochs as one that never stopped.
-
-Scale-out: under ``torchrun`` (``WORLD_SIZE > 1``) each rank trains on its own examples with
-DDP (NCCL on CUDA, gloo on the CPU); rank 0 validates, decides and writes.
+:func:`fit` prepares a :class:`_Session` (data, model, loss, optimizer) and runs epochs, each
+:func:`train_one_epoch` then :func:`validate`; what the run writes, and how it resumes exactly,
+is :mod:`~cumx_cli.engine.training.run_folder`'s; the scale-out under ``torchrun`` is
+:mod:`~cumx_cli.engine.training.distributed`'s (the launch is given by the caller).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from cumx_cli.engine.checkpoint import read_checkpoint, save_model
 from cumx_cli.engine.config import TrainConfig
 from cumx_cli.engine.data.musdb import Track, load_tracks
 from cumx_cli.engine.data.sampler import RandomMixDataset
+from cumx_cli.engine.device import resolve_device
 from cumx_cli.engine.dsp.stft import STFT
-from cumx_cli.engine.errors import (
-    CheckpointError,
-    ConfigError,
-    CumxError,
-    DatasetError,
-    TrainingError,
-)
-from cumx_cli.engine.files import replacing
-from cumx_cli.engine.inference.separator import resolve_device
+from cumx_cli.engine.errors import ConfigError, CumxError, DatasetError, TrainingError
+from cumx_cli.engine.events import NoTrainEvents, TrainEvents
 from cumx_cli.engine.losses import LossTerms, MultiDomainLoss
 from cumx_cli.engine.model import CrossUMX
+from cumx_cli.engine.training import distributed
+from cumx_cli.engine.training.distributed import Launch, sum_over_ranks
+from cumx_cli.engine.training.run_folder import RunFolder, RunState
 from cumx_cli.engine.training.stats import input_statistics
 
 log = logging.getLogger(__name__)
@@ -74,51 +59,25 @@ class EpochResult:
         return data
 
 
-class TrainEvents:
-    """Progress hooks; the default does nothing (the CLI draws a progress display)."""
-
-    def message(self, text: str) -> None: ...
-
-    def stats_progress(self, done: int, total: int) -> None: ...
-
-    def epoch_started(self, epoch: int, steps: int) -> None: ...
-
-    def step_done(self, loss: float, samples: int) -> None: ...
-
-    def epoch_finished(self, result: EpochResult) -> None: ...
-
-
-@dataclass
-class _State:
-    epoch: int = 0
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def prepare_data(config: TrainConfig, root: Path) -> tuple[list[Track], list[Track]]:
+def prepare_data(config: TrainConfig, root: Path,
+                 world_size: int = 1) -> tuple[list[Track], list[Track]]:
     """Load and check the training and validation tracks before any work.
+
+    ``world_size`` processes share an epoch's examples.
 
     Raises:
         DatasetError: missing or malformed folders, missing stems, or a batch larger than an
             epoch's examples.
     """
-    train = load_tracks(root, "train", config.sources)
-    valid = load_tracks(root, "valid", config.sources)
-    per_epoch = config.samples_per_track * len(train) // _world()[1]
+    train = load_tracks(root, "train", config.model.sources)
+    valid = load_tracks(root, "valid", config.model.sources)
+    per_epoch = config.samples_per_track * len(train) // world_size
     if config.batch_size > per_epoch:
         raise DatasetError(
             f"--batch-size {config.batch_size} is larger than an epoch's {per_epoch} examples "
             f"({len(train)} training tracks x --samples-per-track {config.samples_per_track}); "
             "lower --batch-size or raise --samples-per-track")
     return train, valid
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def model_outputs(model: torch.nn.Module, stft: STFT, mixture: torch.Tensor, stems: torch.Tensor,
@@ -151,9 +110,13 @@ def _loss(loss_fn: MultiDomainLoss, model: torch.nn.Module, stft: STFT, mixture:
     return loss_fn(est_mag, target_mag, est_wave, stems, mixture), est_wave
 
 
-def train_one_epoch(model: torch.nn.Module, stft: STFT, loss_fn: MultiDomainLoss,
-                    loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
-                    amp: str | None, events: TrainEvents) -> float:
+#: The training examples, batched: (mixture, stems) per step.
+Batches = DataLoader[tuple[torch.Tensor, torch.Tensor]]
+
+
+def train_one_epoch(model: torch.nn.Module, stft: STFT, loss_fn: MultiDomainLoss, loader: Batches,
+                    optimizer: torch.optim.Optimizer, device: torch.device, amp: str | None,
+                    events: TrainEvents) -> float:
     """One pass over the epoch's examples; returns the mean training loss (over all ranks)."""
     model.train()
     total, count = 0.0, 0
@@ -172,13 +135,11 @@ def train_one_epoch(model: torch.nn.Module, stft: STFT, loss_fn: MultiDomainLoss
         total += value * mixture.shape[0]
         count += mixture.shape[0]
         events.step_done(value, mixture.shape[0])
-    stats = torch.tensor([total, count], dtype=torch.float64)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(stats)
+    stats = sum_over_ranks(torch.tensor([total, count], dtype=torch.float64))
     return float(stats[0] / stats[1])
 
 
-def _batches(loader: DataLoader) -> Iterator[Any]:
+def _batches(loader: Batches) -> Iterator[Any]:
     """The loader's batches; a cumx error raised in a worker process is re-raised as itself.
 
     A DataLoader worker's exception comes back with the worker's whole traceback as its message;
@@ -216,26 +177,9 @@ def validate(model: torch.nn.Module, stft: STFT, loss_fn: MultiDomainLoss, track
     sdr: dict[str, list[float]] = {s: [] for s in sources}
     base: dict[str, list[float]] = {s: [] for s in sources}
     for track in tracks:
-        count = max(1, track.frames // chunk_samples)
-        size = chunk_samples if track.frames >= chunk_samples else track.frames
-        energy = torch.zeros(len(sources), dtype=torch.float64)
-        error = torch.zeros_like(energy)
-        error_mix = torch.zeros_like(energy)
-        track_losses = []
-        for k in range(count):
-            mixture = track.read("mixture", k * size, size)[None].to(device)
-            stems = torch.stack([track.read(s, k * size, size) for s in sources])[None].to(device)
-            terms, est_wave = _loss(loss_fn, model, stft, mixture, stems)
-            track_losses.append(float(terms.total))
-            if est_wave is None:  # no time-domain term in the loss: make the waveforms anyway
-                est_wave = model_outputs(model, stft, mixture, stems, True)[2]
-            assert est_wave is not None
-            length = est_wave.shape[-1]
-            ref = stems[0, :, :, :length].double().cpu()
-            energy += ref.pow(2).sum(dim=(1, 2))
-            error += (ref - est_wave[0].double().cpu()).pow(2).sum(dim=(1, 2))
-            error_mix += (ref - mixture[0, None, :, :length].double().cpu()).pow(2).sum(dim=(1, 2))
-        losses.append(sum(track_losses) / len(track_losses))
+        loss, energy, error, error_mix = _validate_track(model, stft, loss_fn, track, sources,
+                                                         chunk_samples, device)
+        losses.append(loss)
         for j, s in enumerate(sources):
             sdr[s].append(float(10 * torch.log10(energy[j] / error[j].clamp_min(1e-12))))
             base[s].append(float(10 * torch.log10(energy[j] / error_mix[j].clamp_min(1e-12))))
@@ -244,156 +188,155 @@ def validate(model: torch.nn.Module, stft: STFT, loss_fn: MultiDomainLoss, track
     return sum(losses) / len(losses), mean, mean_base
 
 
+def _validate_track(model: torch.nn.Module, stft: STFT, loss_fn: MultiDomainLoss, track: Track,
+                    sources: tuple[str, ...], chunk_samples: int, device: torch.device
+                    ) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One track's mean chunk loss, and per source its energy, its estimate's error energy and
+    the mixture's error energy (float64, summed over the chunks)."""
+    count = max(1, track.frames // chunk_samples)
+    size = chunk_samples if track.frames >= chunk_samples else track.frames
+    energy = torch.zeros(len(sources), dtype=torch.float64)
+    error = torch.zeros_like(energy)
+    error_mix = torch.zeros_like(energy)
+    losses = []
+    for k in range(count):
+        mixture = track.read("mixture", k * size, size)[None].to(device)
+        stems = torch.stack([track.read(s, k * size, size) for s in sources])[None].to(device)
+        terms, est_wave = _loss(loss_fn, model, stft, mixture, stems)
+        losses.append(float(terms.total))
+        if est_wave is None:  # no time-domain term in the loss: make the waveforms anyway
+            est_wave = model_outputs(model, stft, mixture, stems, True)[2]
+        assert est_wave is not None
+        length = est_wave.shape[-1]
+        ref = stems[0, :, :, :length].double().cpu()
+        energy += ref.pow(2).sum(dim=(1, 2))
+        error += (ref - est_wave[0].double().cpu()).pow(2).sum(dim=(1, 2))
+        error_mix += (ref - mixture[0, None, :, :length].double().cpu()).pow(2).sum(dim=(1, 2))
+    return sum(losses) / len(losses), energy, error, error_mix
+
+
 def _build(config: TrainConfig, rate: int, stats: tuple[torch.Tensor, torch.Tensor] | None) -> CrossUMX:
-    model = CrossUMX(config.model_config(sample_rate=rate))
+    model = CrossUMX(config.model_config(rate))
     if stats is not None:
         mean, std = stats
         max_bin = model.config.max_bin
         with torch.no_grad():
-            for net in model.nets.values():
+            for net in (model.net(source) for source in model.sources):
                 net.input_mean.copy_(-mean[:max_bin])
                 net.input_scale.copy_(1.0 / std[:max_bin])
     return model
 
 
-def _save(path: Path, model: torch.nn.Module, config: TrainConfig, state: _State,
-          optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
-    net = model.module if hasattr(model, "module") else model
-    save_model(net, path, extra={
-        "train_config": config.to_dict(),
-        "training": {
-            "epoch": state.epoch, "best_loss": state.best_loss, "best_epoch": state.best_epoch,
-            "bad_epochs": state.bad_epochs, "history": state.history,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(),
-        },
-    })
+@dataclass
+class _Session:
+    """What a run's epochs work with; ``model`` is DDP-wrapped in a multi-process launch."""
+
+    config: TrainConfig
+    launch: Launch
+    device: torch.device
+    model: torch.nn.Module
+    stft: STFT
+    loss_fn: MultiDomainLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    dataset: RandomMixDataset
+    loader: Batches
+    valid_tracks: list[Track]
+    rate: int
 
 
-def load_run_config(run: Path) -> TrainConfig:
-    """The training config stored in ``RUNDIR/last.pt`` (for ``--resume``)."""
-    last = Path(run) / "last.pt"
-    if not last.is_file():
-        raise CheckpointError(f"{run}: no last.pt to resume from; start a run with --out {run}")
-    data = read_checkpoint(last)
-    if not isinstance(data, dict) or "train_config" not in data:
-        raise CheckpointError(f"{last}: not a cumx training checkpoint (no train_config)")
-    return TrainConfig.from_dict(data["train_config"])
+def _new_session(config: TrainConfig, launch: Launch, device: torch.device, root: Path,
+                 run: RunFolder, resume: bool, cache_dir: Path | None,
+                 events: TrainEvents) -> tuple[_Session, RunState]:
+    """Load the data, and build (or restore from ``last.pt``) the model and optimizer.
 
-
-def _setup_distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world <= 1:
-        return 0, 1, device
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def _broadcast(values: list[float], rank: int) -> list[float]:
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    t = torch.tensor(values if rank == 0 else [0.0] * len(values), dtype=torch.float64)
-    dist.broadcast(t, 0)
-    return t.tolist()
-
-
-def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
-        cache_dir: Path | None = None, events: TrainEvents | None = None,
-        stop_after: int | None = None) -> list[EpochResult]:
-    """Train (or resume) a run in ``out``; returns the epochs run by this call.
-
-    ``stop_after`` ends the call after that many epochs (for tests of resuming).
+    The order is the RNG's: the model is initialised right after ``torch.manual_seed``, and a
+    resumed run then takes the RNG state of its checkpoint.
     """
-    events = events or TrainEvents()
-    device = resolve_device(config.device)
-    if config.amp == "bf16" and device.type != "cuda":
-        raise ConfigError("--amp bf16 needs a CUDA device")
-    rank, world, device = _setup_distributed(device)
     torch.manual_seed(config.seed)
-    train_tracks, valid_tracks = prepare_data(config, root)
+    train_tracks, valid_tracks = prepare_data(config, root, launch.world_size)
     rate = train_tracks[0].rate
-    events.message(f"{'X-UMX' if config.bridge else 'UMX'}: {len(train_tracks)} training and "
-                   f"{len(valid_tracks)} validation tracks from {root} -> {out}")
-    out = Path(out)
-    last = out / "last.pt"
-    if resume and not last.is_file():
-        raise CheckpointError(f"{out}: no last.pt to resume from")
-    if not resume and last.is_file():
-        raise ConfigError(f"{out} already holds a run; use --resume {out} or another --out")
-
+    events.message(f"{'X-UMX' if config.model.bridge else 'UMX'}: {len(train_tracks)} training "
+                   f"and {len(valid_tracks)} validation tracks from {root} -> {run.path}")
+    run.check(resume)
     stats = None
     if not resume:
         events.message(f"input statistics over {len(train_tracks)} training tracks")
-        stats = input_statistics(train_tracks, cache_dir=cache_dir, progress=events.stats_progress)
+        shape = config.model_config(rate)
+        stats = input_statistics(train_tracks, shape.n_fft, shape.hop_length, cache_dir=cache_dir,
+                                 progress=events.stats_progress)
     model = _build(config, rate, stats).to(device)
-    stft = STFT(model.config.n_fft, model.config.hop_length)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience,
         cooldown=config.lr_cooldown)
-    state = _State()
+    state = RunState()
     if resume:
-        data = read_checkpoint(last)
-        model.load_state_dict(data["state_dict"])
-        t = data["training"]
-        optimizer.load_state_dict(t["optimizer"])
-        scheduler.load_state_dict(t["scheduler"])
-        state = _State(t["epoch"], t["best_loss"], t["best_epoch"], t["bad_epochs"], list(t["history"]))
-        torch.set_rng_state(t["rng"])
-        events.message(f"resuming {out} after epoch {state.epoch}")
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
-
-    loss_fn = MultiDomainLoss(config.alpha, config.multidomain, config.combine, config.wsdr_trim)
-    dataset = RandomMixDataset(train_tracks, config.sources, round(config.seq_seconds * rate),
-                               config.samples_per_track, config.seed, rank, world)
+        state = run.restore(model, optimizer, scheduler)
+        events.message(f"resuming {run.path} after epoch {state.epoch}")
+    dataset = RandomMixDataset(train_tracks, config.model.sources, round(config.seq_seconds * rate),
+                               config.samples_per_track, config.seed, launch.rank, launch.world_size)
     # Workers are re-created each epoch (not persistent) so they see the dataset's new epoch.
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=True,
                         num_workers=config.workers)
-    created = rank == 0 and not out.exists()
-    if rank == 0:
-        with _writing(out):
-            out.mkdir(parents=True, exist_ok=True)
-            _write_text(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    session = _Session(config, launch, device, distributed.wrap(model, launch),
+                       STFT(model.config.n_fft, model.config.hop_length),
+                       MultiDomainLoss.from_config(config), optimizer, scheduler, dataset, loader,
+                       valid_tracks, rate)
+    return session, state
+
+
+def _run_epoch(session: _Session, state: RunState, events: TrainEvents) -> EpochResult:
+    """Train and validate epoch ``state.epoch + 1``, and record it in ``state``."""
+    s, config = session, session.config
+    epoch = state.epoch + 1
+    start = time.perf_counter()
+    s.dataset.set_epoch(epoch)
+    events.epoch_started(epoch, len(s.loader))
+    train_loss = train_one_epoch(s.model, s.stft, s.loss_fn, s.loader, s.optimizer, s.device,
+                                 config.amp, events)
+    sources = config.model.sources
+    valid_loss, sdr = math.nan, dict.fromkeys(sources, math.nan)
+    base: dict[str, float] = {}
+    if s.launch.rank == 0:
+        valid_loss, sdr, base = validate(distributed.unwrap(s.model), s.stft, s.loss_fn,
+                                         s.valid_tracks, sources,
+                                         round(config.valid_seconds * s.rate), s.device)
+    (valid_loss,) = distributed.from_rank0([valid_loss], s.launch.rank)
+    s.scheduler.step(valid_loss)
+    best = state.record(epoch, valid_loss)
+    result = EpochResult(epoch, train_loss, valid_loss, sdr, base,
+                         s.optimizer.param_groups[0]["lr"], time.perf_counter() - start, best)
+    state.history.append(result.to_dict())
+    return result
+
+
+def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
+        cache_dir: Path | None = None, launch: Launch | None = None,
+        events: TrainEvents | None = None, stop_after: int | None = None) -> list[EpochResult]:
+    """Train (or resume) a run in ``out``; returns the epochs run by this call.
+
+    Args:
+        cache_dir: the cache root (input statistics go to ``<cache_dir>/stats``); None: none.
+        launch: this process's place in a ``torchrun`` launch; None: a single process.
+        stop_after: end the call after that many epochs (for tests of resuming).
+    """
+    events = events or NoTrainEvents()
+    device = resolve_device(config.device)
+    if config.amp == "bf16" and device.type != "cuda":
+        raise ConfigError("amp bf16 needs a CUDA device", field="amp")
+    launch, device = distributed.setup(launch or Launch(), device)
+    run = RunFolder(out)
+    session, state = _new_session(config, launch, device, root, run, resume, cache_dir, events)
+    if launch.rank == 0:
+        run.start(config)
     results: list[EpochResult] = []
     try:
         while state.epoch < config.epochs:
-            epoch = state.epoch + 1
-            start = time.perf_counter()
-            dataset.set_epoch(epoch)
-            events.epoch_started(epoch, len(loader))
-            train_loss = train_one_epoch(model, stft, loss_fn, loader, optimizer, device,
-                                         config.amp, events)
-            valid_loss, sdr, base = math.nan, {s: math.nan for s in config.sources}, {}
-            if rank == 0:
-                net = model.module if world > 1 else model
-                valid_loss, sdr, base = validate(net, stft, loss_fn, valid_tracks, config.sources,
-                                                 round(config.valid_seconds * rate), device)
-            (valid_loss,) = _broadcast([valid_loss], rank)
-            scheduler.step(valid_loss)
-            best = valid_loss < state.best_loss
-            state.epoch = epoch
-            if best:
-                state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, epoch, 0
-            else:
-                state.bad_epochs += 1
-            result = EpochResult(epoch, train_loss, valid_loss, sdr, base,
-                                 optimizer.param_groups[0]["lr"], time.perf_counter() - start, best)
-            state.history.append(result.to_dict())
-            if rank == 0:
-                with _writing(out):
-                    _save(last, model, config, state, optimizer, scheduler)
-                    if best:
-                        _save(out / "best.pt", model, config, state, optimizer, scheduler)
-                    # Rewritten whole from the history (atomically), never appended to: a failed
-                    # or killed write cannot leave a partial line.
-                    _write_text(out / "metrics.jsonl",
-                                "".join(json.dumps(h) + "\n" for h in state.history))
-                    _plot(out / "curves.png", state.history)
+            result = _run_epoch(session, state, events)
+            if launch.rank == 0:
+                run.save_epoch(session.model, config, state, session.optimizer,
+                               session.scheduler, result.best)
             results.append(result)
             events.epoch_finished(result)
             if config.patience is not None and state.bad_epochs >= config.patience:
@@ -403,59 +346,6 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
                 break
     except BaseException:
         # A run that fails (or is interrupted) before its first checkpoint leaves nothing behind.
-        if created and not last.exists():
-            _remove_empty_run(out)
+        run.discard_if_unstarted()
         raise
     return results
-
-
-@contextlib.contextmanager
-def _writing(out: Path) -> Iterator[None]:
-    """A run folder that cannot be written (read-only, not a folder, a full disk): one error
-    that names it, not an OSError."""
-    try:
-        yield
-    except OSError as exc:
-        raise CheckpointError(f"{out}: cannot write the run folder ({exc.strerror or exc})") from exc
-
-
-def _remove_empty_run(out: Path) -> None:
-    """Remove a run folder this call created, holding only files written before any checkpoint."""
-    for name in ("config.json", "metrics.jsonl", "curves.png"):
-        (out / name).unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        out.rmdir()  # only if nothing else (e.g. the user's own files) is in it
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file renamed into place: never a half-written file."""
-    with replacing(path) as tmp:
-        tmp.write_text(text)
-
-
-def _plot(path: Path, history: list[dict[str, Any]]) -> None:
-    """Write the loss and validation SDR curves (atomically)."""
-    import matplotlib  # noqa: PLC0415 - only needed here
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt  # noqa: PLC0415
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
-    ax1.plot(epochs, [h["valid_loss"] for h in history], label="valid")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax1.legend()
-    for source in history[-1]["valid_sdr"]:
-        ax2.plot(epochs, [h["valid_sdr"][source] for h in history], label=source)
-    ax2.plot(epochs, [h["valid_sdr_mean"] for h in history], "k--", label="mean")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("valid SDR (dB)")
-    ax2.legend(fontsize="small")
-    fig.tight_layout()
-    try:
-        with replacing(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=80)
-    finally:
-        plt.close(fig)

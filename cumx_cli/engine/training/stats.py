@@ -31,10 +31,15 @@ def _cache_key(tracks: list[Track], n_fft: int, hop: int) -> str:
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
-def input_statistics(tracks: list[Track], n_fft: int = 4096, hop: int = 1024,
-                     cache_dir: Path | None = None,
+def input_statistics(tracks: list[Track], n_fft: int, hop: int, *, cache_dir: Path | None = None,
                      progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-bin mean and floored std of the mono-downmixed mixture magnitudes.
+
+    Args:
+        tracks: the training tracks.
+        n_fft, hop: the model's STFT (``ModelConfig.n_fft``, ``ModelConfig.hop_length``).
+        cache_dir: the cache root; results are kept in ``<cache_dir>/stats``. None: no cache.
+        progress: called with (tracks done, tracks) after each track.
 
     Shapes:
         returns: mean (freq,), std (freq,), float32, freq = n_fft // 2 + 1

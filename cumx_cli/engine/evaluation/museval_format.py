@@ -1,0 +1,89 @@
+"""museval's per-track score file: the JSON that ``museval.TrackStore`` writes, read and written.
+
+A file ``OUT/<subset>/<track>.json`` holds, per target (source) and frame, the four BSSEval
+metrics, with the frame's start time and duration; museval's ``EvalStore.add_eval_dir`` /
+``MethodStore.add_eval_dir`` read cumx's files unchanged. As museval's ``TrackStore``, frame
+scores are quantised to 5 decimals (exact decimal rounding) and an infinite score is stored as
+NaN. Every file of an output folder is written through a temporary file renamed into place, so
+an interrupted run leaves either a complete file or none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+
+from cumx_cli.engine.config import EvalConfig
+from cumx_cli.engine.data.musdb import TrackFolder
+from cumx_cli.engine.errors import EvaluationError
+from cumx_cli.engine.files import replacing
+
+METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
+#: The museval version whose JSON format is written.
+MUSEVAL_FORMAT_VERSION = "0.4.1"
+
+#: Per source, per metric: the frame scores as stored in the JSON (NaN for undefined frames).
+FrameTable = dict[str, dict[str, list[float]]]
+
+
+def quantise(value: float) -> float:
+    """museval's ``TrackStore._q``: 5 decimals (exact decimal rounding), infinities as NaN."""
+    if not np.isfinite(value):
+        return float("nan")
+    return float(Decimal(value).quantize(Decimal(".00001")))
+
+
+def frame_table(scores: dict[str, np.ndarray], sources: Sequence[str]) -> FrameTable:
+    """The stored table of frame scores (metric -> (source, frame) array), quantised."""
+    return {src: {m: [quantise(float(v)) for v in scores[m][i]] for m in METRICS}
+            for i, src in enumerate(sources)}
+
+
+def to_json(frames: FrameTable, config: EvalConfig) -> str:
+    """The per-track JSON in museval's ``TrackStore`` format."""
+    targets = []
+    for source, metrics in frames.items():
+        count = len(metrics["SDR"])
+        targets.append({"name": source, "frames": [
+            {"time": i * config.hop_seconds, "duration": config.window_seconds,
+             "metrics": {m: metrics[m][i] for m in ("SDR", "SIR", "SAR", "ISR")}}
+            for i in range(count)]})
+    return json.dumps({"targets": targets, "museval_version": MUSEVAL_FORMAT_VERSION}, indent=2)
+
+
+def read_json(path: Path) -> FrameTable:
+    """Frame scores back from a museval JSON (cumx's or museval's own).
+
+    Raises:
+        EvaluationError: the file cannot be read or is not in museval's format.
+    """
+    try:
+        data = json.loads(path.read_text())
+        return {t["name"]: {m: [float(f["metrics"][m]) for f in t["frames"]] for m in METRICS}
+                for t in data["targets"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EvaluationError(f"{path}: not a readable museval score file ({exc}); delete it "
+                              "or rerun with --force") from exc
+
+
+def json_path(out_dir: Path, track: TrackFolder) -> Path:
+    """Where a track's scores go: ``out_dir/<subset>/<track>.json``, as museval lays them out."""
+    return out_dir / track.subset / f"{track.name}.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a hidden temporary file beside ``path``, then rename it into place.
+
+    Raises:
+        EvaluationError: the folder or the file cannot be written.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(path) as tmp:
+            tmp.write_text(text)
+    except OSError as exc:
+        raise EvaluationError(f"{path}: cannot write the scores ({exc.strerror or exc})") from exc

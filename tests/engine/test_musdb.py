@@ -1,0 +1,72 @@
+"""MUSDB18(-HQ) track discovery and reading, as training and evaluation share them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from cumx_cli.engine.data.musdb import find_tracks, load_tracks
+from cumx_cli.engine.errors import DatasetError
+
+FOUR = ("bass", "drums", "vocals", "other")
+
+
+def test_synthetic_layout_and_split(synthetic_musdb: Path) -> None:
+    train = load_tracks(synthetic_musdb, "train", FOUR)
+    valid = load_tracks(synthetic_musdb, "valid", FOUR)
+    test = load_tracks(synthetic_musdb, "test", FOUR)
+    assert [t.name for t in train] == ["synth-train-000", "synth-train-001"]
+    assert [t.name for t in valid] == ["synth-train-002"]
+    assert len(test) == 1 and train[0].rate == 44100 and train[0].frames == 3 * 44100
+    mix = train[0].read("mixture")
+    total = sum(train[0].read(s) for s in FOUR)
+    assert torch.allclose(mix, total, atol=1e-6)  # the mixture is the sum of the stems
+    excerpt = train[0].read("vocals", 1000, 500)
+    assert torch.equal(excerpt, train[0].read("vocals")[:, 1000:1500])
+
+
+def test_training_dataset_errors_name_what_is_wrong(tmp_path: Path, synthetic_musdb: Path) -> None:
+    with pytest.raises(DatasetError, match="no 'train' folder"):
+        load_tracks(tmp_path, "train", ("bass",))
+    broken = tmp_path / "broken"
+    (broken / "train" / "song").mkdir(parents=True)
+    sf.write(broken / "train" / "song" / "mixture.wav", np.zeros((100, 2)), 44100)
+    with pytest.raises(DatasetError, match=r"song: missing bass.wav"):
+        load_tracks(broken, "train", ("bass",))
+    with pytest.raises(DatasetError, match="missing piano.wav"):
+        load_tracks(synthetic_musdb, "train", ("bass", "piano"))
+    sf.write(broken / "train" / "song" / "bass.wav", np.zeros((100, 2)), 44100)
+    assert [t.name for t in load_tracks(broken, "train", ("bass",))] == ["song"]
+    (broken / "split.json").write_text("[]")
+    with pytest.raises(DatasetError, match=r"split.json: expected \{\"valid\""):
+        load_tracks(broken, "valid", ("bass",))
+
+
+def test_find_tracks_filters_and_names_what_is_missing(
+        musdb_hq: tuple[Path, dict]) -> None:  # type: ignore[type-arg]
+    root, _ = musdb_hq
+    (root / "test" / ".hidden").mkdir()
+    assert [t.name for t in find_tracks(root, "test")] == ["A - One", "B - Two"]
+    (b,) = find_tracks(root, "test", ["B - Two"])
+    assert b.subset == "test" and b.stem_path("vocals") == root / "test" / "B - Two" / "vocals.wav"
+    with pytest.raises(DatasetError, match="Nope"):
+        find_tracks(root, "test", ["Nope"])
+    with pytest.raises(DatasetError, match="no 'train' folder"):
+        find_tracks(root, "train")
+    (root / "train").mkdir()
+    with pytest.raises(DatasetError, match="no track folders found"):
+        find_tracks(root, "train")
+    (root / "train" / "x.stem.mp4").write_bytes(b"")
+    with pytest.raises(DatasetError, match="musdbconvert"):
+        find_tracks(root, "train")
+
+
+def test_training_and_evaluation_find_the_same_tracks(synthetic_musdb: Path) -> None:
+    found = find_tracks(synthetic_musdb, "test")
+    loaded = load_tracks(synthetic_musdb, "test", FOUR)
+    assert [t.name for t in found] == [t.name for t in loaded]
+    assert loaded[0].files["vocals"] == found[0].stem_path("vocals")
