@@ -29,12 +29,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from cumx_cli.engine.checkpoint import save_model
 from cumx_cli.engine.config import ModelConfig
 from cumx_cli.engine.model import CrossUMX
+from cumx_cli.engine.weights.formats.cumx import save_model
 
 RATE = 44100
-TARGETS = ("vocals", "drums", "bass", "other")
+TARGETS = ("vocals", "drums", "bass", "other")  # openunmix's own target order (umxhq)
 
 OPENUNMIX_SCRIPT = r"""
 import sys, json, torch, numpy as np, soundfile as sf
@@ -48,7 +48,7 @@ with torch.no_grad():
     est = sep(torch.from_numpy(audio.T.copy())[None])[0]
 for name, stem in zip(%r, est):
     sf.write(f"{out}/{name}.wav", stem.numpy().T, rate, subtype="PCM_16")
-""" % (list(TARGETS), list(TARGETS))
+""" % (list(TARGETS), list(TARGETS))  # noqa: UP031 - a script template with f-strings of its own
 
 
 def make_weights(folder: Path) -> Path:

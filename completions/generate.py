@@ -7,11 +7,10 @@ what the app generates now.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 SHELLS = {"bash": "cumx.bash", "zsh": "cumx.zsh", "fish": "cumx.fish"}
 HERE = Path(__file__).resolve().parent

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cumx_cli import __version__
-from cumx_cli.console import State, setup_logging
+from cumx_cli.console import CliState, setup_logging
 
 app = typer.Typer(
     name="cumx",
@@ -27,6 +27,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose",
@@ -34,7 +35,7 @@ def root(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr.")] = False,
 ) -> None:
     """cumx: separate music into bass, drums, vocals and other with X-UMX."""
-    State.quiet = quiet
+    ctx.obj = CliState(verbose=verbose, quiet=quiet)
     setup_logging(verbose)
 
 

@@ -1,6 +1,9 @@
 """Terminal output for the CLI: the stderr console, error rendering and exit codes.
 
 stdout carries results only (``--json`` lines); messages, warnings and progress go to stderr.
+``-v``/``-q`` are one invocation's :class:`CliState`, kept in the Typer context (``ctx.obj``) by
+the root callback, never in a process-wide variable: two invocations in one process (tests, or
+the app called from Python) do not see each other's flags.
 """
 
 from __future__ import annotations
@@ -8,15 +11,25 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
 from cumx_cli.engine.errors import ConfigError, CumxError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rich.progress import TaskID
+
+    from cumx_cli.engine.weights.download import FileResult
+    from cumx_cli.engine.weights.registry import WeightsSpec
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -27,16 +40,49 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class State:
-    """Global flags set by the root callback (``-v``/``-q``) or a command's own."""
+@dataclass
+class CliState:
+    """The output flags of one invocation: ``-v`` (debug logs, tracebacks) and ``-q`` (errors only).
 
-    verbose = False
-    quiet = False
+    The root callback puts it in ``ctx.obj``; subcommand contexts share their parent's object.
+    """
+
+    verbose: bool = False
+    quiet: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Whether progress bars are drawn: on a terminal, unless ``--quiet``."""
+        return stderr.is_terminal and not self.quiet
+
+    def info(self, message: str) -> None:
+        """A message line on stderr (rich markup allowed), unless ``--quiet``."""
+        if not self.quiet:
+            stderr.print(message)
+
+
+def cli_state(ctx: typer.Context) -> CliState:
+    """The invocation's :class:`CliState` (a default one outside the ``cumx`` app)."""
+    return ctx.ensure_object(CliState)
+
+
+def command_state(ctx: typer.Context, *, verbose: bool = False, quiet: bool = False) -> CliState:
+    """The invocation's state with a command's own ``-v``/``-q`` merged in.
+
+    The per-command spellings (``cumx separate ... -q``) are hidden aliases of the root flags
+    (``cumx -q separate ...``), kept for one release.
+    """
+    state = cli_state(ctx)
+    state.quiet = state.quiet or quiet
+    if verbose and not state.verbose:
+        state.verbose = True
+        setup_logging(True)
+    return state
 
 
 def setup_logging(verbose: bool) -> None:
-    State.verbose = State.verbose or verbose
-    level = logging.DEBUG if State.verbose else logging.WARNING
+    """Route ``logging`` to stderr: debug records with ``--verbose``, warnings otherwise."""
+    level = logging.DEBUG if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", force=True,
                         handlers=[RichHandler(console=stderr, show_path=False, show_time=False)])
 
@@ -50,11 +96,6 @@ def warn_line(message: str) -> None:
     stderr.print(f"[yellow]warning:[/] {_escape(message)}")
 
 
-def info_line(message: str) -> None:
-    if not State.quiet:
-        stderr.print(message)
-
-
 def _escape(text: str) -> str:
     from rich.markup import escape
 
@@ -66,35 +107,55 @@ def guard(func: F) -> F:
 
     ``ConfigError`` (a bad option value) exits 2 like any usage error; other ``CumxError``\\ s
     exit 1; Ctrl-C exits 130; an unexpected exception prints its type and message and exits 1.
+    The command takes a ``ctx: typer.Context`` parameter (Typer passes it by keyword), where
+    ``--verbose`` is looked up.
     """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx: typer.Context | None = kwargs.get("ctx")
         try:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
         except ConfigError as exc:
-            _maybe_traceback()
+            _maybe_traceback(ctx)
             error_line(str(exc))
             raise typer.Exit(EXIT_USAGE) from None
         except CumxError as exc:
-            _maybe_traceback()
+            _maybe_traceback(ctx)
             error_line(str(exc))
             raise typer.Exit(EXIT_FAILED) from None
         except KeyboardInterrupt:
             error_line("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence for a clean message
-            _maybe_traceback()
+            _maybe_traceback(ctx)
             error_line(f"unexpected {type(exc).__name__}: {exc} (run with --verbose for details)")
             raise typer.Exit(EXIT_FAILED) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
-def _maybe_traceback() -> None:
-    if State.verbose:
+@contextmanager
+def flag_names(flags: Mapping[str, str]) -> Iterator[None]:
+    """Show an engine config error under this command's flag for the field it names.
+
+    The engine's :class:`ConfigError` names a config field and starts its message with it
+    (``num_layers must be at least 1``); ``flags`` maps fields to the command's flags, so the
+    user reads ``--nb-layers must be at least 1``. Errors of other fields pass unchanged.
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        message, name = str(exc), exc.field
+        if name is None or name not in flags or not message.startswith(name):
+            raise
+        raise ConfigError(flags[name] + message[len(name):], field=name) from exc
+
+
+def _maybe_traceback(ctx: typer.Context | None) -> None:
+    if ctx is not None and cli_state(ctx).verbose:
         traceback.print_exc(file=sys.stderr)
 
 
@@ -106,11 +167,11 @@ class DownloadReporter:
     """Weights download reporting: one line when a model starts downloading, a progress bar per
     file on terminals, and a warning for files that no published checksum could verify.
 
-    Implements the engine's ``DownloadEvents`` hooks (duck-typed, like the separate command's
-    events, so that ``--help`` does not import the engine).
+    Implements :class:`cumx_cli.engine.events.DownloadEvents` (a Protocol: nothing of the engine
+    is imported at run time, so that ``--help`` stays fast).
     """
 
-    def __init__(self, reason: str = "") -> None:
+    def __init__(self, state: CliState, reason: str = "") -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -120,13 +181,14 @@ class DownloadReporter:
             TransferSpeedColumn,
         )
 
+        self.state = state
         self.reason = reason
         self.progress: Progress | None = None
-        if stderr.is_terminal and not State.quiet:
+        if state.live:
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                      TransferSpeedColumn(), TimeRemainingColumn(), console=stderr,
                                      transient=True)
-        self.tasks: dict[str, Any] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> DownloadReporter:
         if self.progress is not None:
@@ -137,10 +199,10 @@ class DownloadReporter:
         if self.progress is not None:
             self.progress.stop()
 
-    def model_started(self, spec: Any, origin: str, dest: Any, total: int | None) -> None:
+    def model_started(self, spec: WeightsSpec, origin: str, dest: Path, total: int | None) -> None:
         size = _megabytes(total) if total is not None else f"about {_megabytes(spec.approx_bytes)}"
-        info_line(f"downloading {spec.name}{self.reason} ({len(spec.files)} file(s), {size}) "
-                  f"from {origin} to {dest}")
+        self.state.info(f"downloading {spec.name}{self.reason} ({len(spec.files)} file(s), "
+                        f"{size}) from {origin} to {dest}")
 
     def file_started(self, file: str, total: int | None, done: int) -> None:
         if self.progress is None:
@@ -154,7 +216,7 @@ class DownloadReporter:
         if self.progress is not None and file in self.tasks:
             self.progress.update(self.tasks[file], completed=done)
 
-    def file_finished(self, file: str, result: Any) -> None:
+    def file_finished(self, file: str, result: FileResult) -> None:
         if self.progress is not None and file in self.tasks:
             self.progress.remove_task(self.tasks.pop(file))
         if result.note:

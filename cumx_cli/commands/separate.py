@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from enum import Enum
@@ -11,24 +12,24 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cumx_cli import options
 from cumx_cli.console import (
     EXIT_FAILED,
     EXIT_OK,
-    State,
+    CliState,
+    command_state,
     error_line,
     guard,
-    info_line,
-    setup_logging,
     stderr,
 )
-from cumx_cli.engine.config import DEFAULT_SCRATCH_MIB, DEFAULT_TEMPLATE, InferenceConfig
+from cumx_cli.engine.config import DEFAULT_SCRATCH_MIB, DEFAULT_TEMPLATE
 from cumx_cli.engine.errors import ConfigError
-from cumx_cli import options
 from cumx_cli.options import CacheDir, Mirror, Offline
 
 if TYPE_CHECKING:
-    from cumx_cli.engine.inference.pipeline import TrackResult
+    from rich.progress import TaskID
 
+    from cumx_cli.engine.inference.pipeline import TrackResult
 
 
 class Format(str, Enum):
@@ -50,16 +51,17 @@ class Clip(str, Enum):
 
 
 class _CliEvents:
-    """Progress bars (stderr, terminals only), failure lines and --json output.
+    """Progress bars (stderr, terminals only), one line per input, and ``--json`` output.
 
-    Implements the engine's ``Events`` hooks (duck-typed, so that importing this module, e.g.
-    for ``--help``, does not import torch).
+    Implements :class:`cumx_cli.engine.events.SeparateEvents` (a Protocol: importing this
+    module, e.g. for ``--help``, does not import torch).
     """
 
-    def __init__(self, progress: Progress | None, as_json: bool) -> None:
+    def __init__(self, state: CliState, progress: Progress | None, as_json: bool) -> None:
+        self.state = state
         self.progress = progress
         self.as_json = as_json
-        self.tasks: dict[Path, int] = {}
+        self.tasks: dict[Path, TaskID] = {}
 
     def track_started(self, path: Path, num_chunks: int) -> None:
         if self.progress is not None:
@@ -75,11 +77,11 @@ class _CliEvents:
         if result.status == "error":
             error_line(result.error or f"{result.input}: failed")
         elif result.status == "skipped":
-            info_line(f"skipped {result.input} (outputs exist)")
+            self.state.info(f"skipped {result.input} (outputs exist)")
         else:
             where = sorted({str(p.parent) for p in result.outputs.values()})
-            info_line(f"[green]done[/] {result.input} -> {', '.join(where)} "
-                      f"({len(result.outputs)} stems, {result.seconds:.1f} s)")
+            self.state.info(f"[green]done[/] {result.input} -> {', '.join(where)} "
+                            f"({len(result.outputs)} stems, {result.seconds:.1f} s)")
         if self.as_json:
             sys.stdout.write(json.dumps(result.to_dict()) + "\n")
             sys.stdout.flush()
@@ -94,8 +96,18 @@ def _parse_stems(stems: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def _progress(state: CliState) -> Progress | None:
+    """Chunk progress bars on stderr, on terminals unless ``--quiet``."""
+    if not state.live:
+        return None
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total} chunks"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True)
+
+
 @guard
 def separate_command(
+    ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(
         help="Audio files (wav, flac, ogg, mp3) or folders, searched recursively.",
         show_default=False, readable=False)],  # an unreadable input fails alone, not the run
@@ -105,6 +117,7 @@ def separate_command(
         "{name}, {parent}, {source}, {ext}.")] = DEFAULT_TEMPLATE,
     model: options.Model = "xumx",
     niter: options.Niter = options.DEFAULT_NITER,
+    wiener_window: options.WienerWindow = None,
     softmask: options.Softmask = False,
     residual: options.Residual = False,
     stems: Annotated[Optional[str], typer.Option(  # noqa: UP007 - typer needs Optional here
@@ -126,7 +139,7 @@ def separate_command(
         "dealt round-robin): split a big folder across machines or GPUs.",
         show_default=False)] = None,
     scratch_memory: Annotated[int, typer.Option(
-        "--scratch-memory", metavar="MIB", envvar="CUMX_SCRATCH_MEMORY",
+        "--scratch-memory", metavar="MIB", envvar="CUMX_SCRATCH_MEMORY", min=0,
         help="Hold up to this many MiB of separated stems in memory until a track is encoded; "
         "longer tracks use hidden scratch files beside the outputs (0: always files).")
     ] = DEFAULT_SCRATCH_MIB,
@@ -144,42 +157,34 @@ def separate_command(
 
     Exit status: 0 when every input succeeded or was skipped; 1 when any failed (the others are still processed); 2 for usage errors.
     """
-    from cumx_cli.engine.inference.pipeline import OutputSpec, collect_inputs, separate_files
-    from cumx_cli.engine.inference.pipeline import shard as shard_inputs
+    from cumx_cli.engine.inference.inputs import collect_inputs
+    from cumx_cli.engine.inference.inputs import shard as shard_inputs
+    from cumx_cli.engine.inference.outputs import OutputSpec
+    from cumx_cli.engine.inference.pipeline import separate_files
     from cumx_cli.engine.inference.separator import Separator
 
-    State.quiet = State.quiet or quiet
-    if verbose:
-        setup_logging(True)
-    inference = InferenceConfig(chunk_seconds=chunk, overlap_seconds=overlap, batch_size=batch_size,
-                                niter=niter, softmask=softmask, residual=residual, device=device)
+    state = command_state(ctx, verbose=verbose, quiet=quiet)
+    inference = options.inference_config(chunk_seconds=chunk, overlap_seconds=overlap, batch_size=batch_size,
+                                niter=niter, softmask=softmask, residual=residual, device=device,
+                                wiener_window=wiener_window)
     spec = OutputSpec(outdir=output, template=filename, fmt=fmt.value, dtype=dtype.value,
                       clip=clip.value, sample_rate=sample_rate, stems=_parse_stems(stems),
-                      skip_existing=skip_existing, scratch_memory=scratch_memory * 2**20)
+                      skip_existing=skip_existing, scratch_memory_bytes=scratch_memory * 2**20)
     items = collect_inputs(inputs)
     if not items:
         raise ConfigError("no audio files found in the given folder(s)")
     if shard is not None:
         items = shard_inputs(items, shard)
         if not items:
-            info_line(f"shard {shard}: no inputs in this share")
+            state.info(f"shard {shard}: no inputs in this share")
             raise typer.Exit(EXIT_OK)
 
-    separator = Separator(options.load_model(model, cache_dir, offline, mirror), inference)
-    info_line(f"model {model} ({', '.join(separator.sources)}) on {separator.device}; "
-              f"{len(items)} input(s) -> {output}")
-    progress = None
-    if stderr.is_terminal and not State.quiet:
-        progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                            TextColumn("{task.completed}/{task.total} chunks"),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=stderr,
-                            transient=True)
-    events = _CliEvents(progress, as_json)
-    if progress is not None:
-        with progress:
-            results = separate_files(separator, items, spec, events)
-    else:
-        results = separate_files(separator, items, spec, events)
+    separator = Separator(options.load_model(model, cache_dir, offline, mirror, state), inference)
+    state.info(f"model {model} ({', '.join(separator.sources)}) on {separator.device}; "
+               f"{len(items)} input(s) -> {output}")
+    progress = _progress(state)
+    with progress if progress is not None else contextlib.nullcontext():
+        results = separate_files(separator, items, spec, _CliEvents(state, progress, as_json))
     failed = sum(r.status == "error" for r in results)
     if failed and len(results) > 1:
         error_line(f"{failed} of {len(results)} input(s) failed")

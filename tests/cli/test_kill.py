@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from cumx_cli.engine.checkpoint import load_model
 from cumx_cli.engine.data.synth import generate_synthetic_musdb
+from cumx_cli.engine.weights.resolver import load_model
 from tests.conftest import RATE, music
 
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+pytestmark = [pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL"),
+              pytest.mark.slow]
 
 
 def _start(*args: str, cwd: Path) -> subprocess.Popen[bytes]:

@@ -143,6 +143,26 @@ def read_blocks(info: AudioInfo, block_frames: int = 1 << 18) -> Iterator[torch.
             yield torch.from_numpy(np.ascontiguousarray(data.T))
 
 
+def read_excerpt(path: Path, start: int, frames: int) -> torch.Tensor:
+    """``frames`` samples of a file from sample ``start``, seeking (only those are decoded), and
+    zero-padded at the end where the file is shorter. For datasets read excerpt by excerpt: the
+    caller checks the samples (:func:`probe` checked the header).
+
+    Raises:
+        AudioIOError: the file cannot be decoded.
+
+    Shapes:
+        returns: (channel, frames) float32
+    """
+    try:
+        array, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioIOError(f"{path}: cannot read ({exc})") from exc
+    if array.shape[0] < frames:
+        array = np.pad(array, ((0, frames - array.shape[0]), (0, 0)))
+    return torch.from_numpy(np.ascontiguousarray(array.T))
+
+
 def read_audio(path: Path) -> tuple[torch.Tensor, int]:
     """Read a whole file. Returns ``(waveform (channel, time) float32, sample_rate)``."""
     info = probe(Path(path))
@@ -156,7 +176,8 @@ def subtype_for(fmt: OutputFormat, dtype: SampleType) -> str:
     try:
         return _SUBTYPES[(fmt, dtype)]
     except KeyError:
-        raise ConfigError(f"--format {fmt} cannot store {dtype} samples; use --dtype int16 or int24") from None
+        raise ConfigError(f"--format {fmt} cannot store {dtype} samples; use --dtype int16 or "
+                          "int24") from None
 
 
 class AudioWriter:

@@ -1,1 +1,3 @@
-"""Inference: chunk planning, the batched separator and the streaming file pipeline."""
+"""Inference: chunk planning (``chunking``), the batched separator (``separator``), and the
+streaming file pipeline (``pipeline``) with its inputs (``inputs``), output naming and clip policy
+(``outputs``) and scratch storage (``scratch``)."""

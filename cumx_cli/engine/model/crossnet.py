@@ -18,6 +18,8 @@ The model sees magnitudes only and never computes an STFT: the separator owns th
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -101,6 +103,10 @@ class CrossUMX(nn.Module):
     def sources(self) -> tuple[str, ...]:
         return self.config.sources
 
+    def net(self, source: str) -> SourceNet:
+        """The network of one source (``nets`` is a ModuleDict, typed by torch as any module)."""
+        return cast(SourceNet, self.nets[source])
+
     def forward(self, mag: torch.Tensor) -> torch.Tensor:
         """Masks for every source.
 
@@ -111,19 +117,19 @@ class CrossUMX(nn.Module):
         check_shape(mag, ("batch", "channel", "freq", "frame"),
                     channel=self.config.num_channels, freq=self.config.num_bins)
         x = mag.permute(3, 0, 1, 2)  # frames first for the LSTM: (frame, batch, channel, freq)
-        nets = list(self.nets.values())
+        nets = [self.net(source) for source in self.sources]
         hs = [net.encode(x) for net in nets]
         if self.config.bridge:
             mean_h = torch.stack(hs).mean(dim=0)
-            zs = [torch.cat([h, net.lstm(mean_h)[0]], dim=-1) for h, net in zip(hs, nets)]
+            zs = [torch.cat([h, net.lstm(mean_h)[0]], dim=-1) for h, net in zip(hs, nets, strict=True)]
             mean_z = torch.stack(zs).mean(dim=0)
             skips = (mean_z for _ in nets)
         else:
-            skips = (torch.cat([h, net.lstm(h)[0]], dim=-1) for h, net in zip(hs, nets))
+            skips = (torch.cat([h, net.lstm(h)[0]], dim=-1) for h, net in zip(hs, nets, strict=True))
         # Stored frame-major, like torch.stft's output: each mask is written in as a plain
         # block copy, and the Wiener filter and inverse STFT read it without transposing.
         batch, channels, freqs, frames = mag.shape
         masks = mag.new_empty(batch, len(nets), channels, frames, freqs)
-        for j, (net, z) in enumerate(zip(nets, skips)):
+        for j, (net, z) in enumerate(zip(nets, skips, strict=True)):
             net.decode(z, out=masks[:, j].permute(2, 0, 1, 3))  # as (frame, batch, channel, freq)
         return masks.transpose(-1, -2)

@@ -1,0 +1,61 @@
+"""The inputs of a ``separate`` run: files and folders expanded to audio files, and sharding.
+
+A folder is searched recursively; each file found keeps its path relative to the folder as its
+track name, so the output layout mirrors the input tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cumx_cli.engine.audio.io import AUDIO_SUFFIXES
+from cumx_cli.engine.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input and the track name used in output paths (relative path for folder inputs)."""
+
+    path: Path
+    track: str
+
+
+def collect_inputs(paths: Iterable[Path]) -> list[InputFile]:
+    """Expand folders recursively to their audio files (sorted); keep files as given.
+
+    A path that does not exist is kept, so that it is reported as a failed input. Hidden files
+    found in a folder (a leading dot) are skipped.
+    """
+    found: list[InputFile] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+                           and not p.name.startswith("."))
+            found.extend(InputFile(p, p.relative_to(path).with_suffix("").as_posix()) for p in files)
+        else:
+            found.append(InputFile(path, path.stem))
+    return found
+
+
+def shard(items: list[InputFile], spec: str) -> list[InputFile]:
+    """The K-th of N shares of the inputs, ``spec`` being ``"K/N"`` (1 <= K <= N).
+
+    Inputs are sorted by path and dealt round-robin (input i goes to share ``i % N + 1``), so
+    the N shares differ in size by at most one and together hold every input exactly once,
+    whichever machine computes them.
+
+    Raises:
+        ConfigError: ``spec`` is not ``K/N`` with 1 <= K <= N.
+    """
+    try:
+        k_text, n_text = spec.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise ConfigError(f"--shard {spec!r}: expected K/N, e.g. 2/8") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard {spec!r}: K must be between 1 and N")
+    ordered = sorted(items, key=lambda item: str(item.path))
+    return [item for i, item in enumerate(ordered) if i % n == k - 1]
