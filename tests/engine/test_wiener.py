@@ -138,3 +138,44 @@ def test_output_is_frame_major_like_the_stft() -> None:
     mags, mix = _to_canonical(*_random_problem(5))
     y = wiener(mags, mix, niter=1)
     assert y.stride(-2) == 1 and y.stride(-1) == y.shape[-2]
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("niter", [1, 2])
+def test_windows_are_filtered_as_separate_tracks(channels: int, niter: int) -> None:
+    """openunmix's ``wiener_win_len``: each window of frames gets its own scale and covariances
+    (checked against the reference loops run on each window alone), the last one shorter."""
+    v, x = _random_problem(6, channels=channels, frames=23)
+    x[14:21] *= 0.05  # a quiet window: its own max|x| scale differs from the others'
+    mags, mix = _to_canonical(v, x)
+    got = wiener(mags, mix, niter=niter, eps=1e-10, window=7)[0].permute(3, 2, 1, 0).numpy()
+    for start in range(0, 23, 7):  # windows 7, 7, 7 and 2 frames long
+        part = slice(start, start + 7)
+        expected = reference_wiener(v[part], x[part], niter, 1e-10)
+        np.testing.assert_allclose(got[part], expected, rtol=1e-7, atol=1e-9)
+    if channels == 2:  # (in mono every R_j is 1, so the windows change nothing there)
+        whole = wiener(mags, mix, niter=niter, eps=1e-10)[0].permute(3, 2, 1, 0).numpy()
+        assert not np.allclose(got, whole, rtol=1e-3)  # the windows do change the result
+
+
+@pytest.mark.parametrize(("softmask", "residual"), [(True, False), (False, True)])
+def test_windows_with_softmask_and_residual_equal_per_window_calls(softmask: bool,
+                                                                    residual: bool) -> None:
+    items = [_to_canonical(*_random_problem(seed, frames=20)) for seed in (7, 8)]
+    mags = torch.cat([m for m, _ in items]).float()
+    mix = torch.cat([x for _, x in items]).to(torch.complex64)
+    got = wiener(mags, mix, niter=1, softmask=softmask, residual=residual, window=8)
+    assert got.stride(-2) == 1  # still frame-major
+    for start in (0, 8, 16):
+        part = wiener(mags[..., start : start + 8], mix[..., start : start + 8], niter=1,
+                      softmask=softmask, residual=residual)
+        torch.testing.assert_close(got[..., start : start + 8], part)
+
+
+def test_window_longer_than_the_input_or_without_em_changes_nothing() -> None:
+    mags, mix = _to_canonical(*_random_problem(9, frames=12))
+    torch.testing.assert_close(wiener(mags, mix, window=12), wiener(mags, mix, window=0))
+    torch.testing.assert_close(wiener(mags, mix, window=500), wiener(mags, mix))
+    torch.testing.assert_close(wiener(mags, mix, niter=0, window=5), wiener(mags, mix, niter=0))
+    with pytest.raises(ValueError, match="window"):
+        wiener(mags, mix, window=-1)

@@ -17,10 +17,22 @@ per-bin ``channel x channel`` spatial covariance. One EM iteration:
 Numerics follow openunmix's port: ``eps`` defaults to 1e-10 and the mixture and estimates are
 divided by ``max(1, max|x| / 10)`` before EM and multiplied back after. norbert (asteroid's
 evaluation) instead uses the machine epsilon of float64; pass ``eps`` for that.
+
+Windows: openunmix's ``Separator`` does not filter a track at once but in consecutive windows of
+``wiener_win_len`` (300) STFT frames, the last one shorter, each filtered on its own (its own
+scale factor and covariances ``R_j``); asteroid and Sony filter the whole track. :func:`wiener`'s
+``window`` argument gives either behaviour (0: one window).
+
+One deliberate difference from openunmix: its ``filtering.atan2`` helper, called for the mixture
+phase, adds 1 in place to the real part of every mixture bin that is exactly 0 + 0i, so its EM then
+filters a mixture value of 1 there (a spurious component wherever one channel of a bin is exactly
+zero and the other is not). cumx takes the phase of such a bin as 0, as openunmix does, but leaves
+the mixture itself unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -216,10 +228,10 @@ def _factored_covariances(amplitudes: Estimates, phasor: Estimates, num_frames: 
 
 def _em_output(v: torch.Tensor, r: torch.Tensor, mix: Estimates, num_sources: int,
                num_frames: int, eps: float, block: int,
-               out_scale: torch.Tensor | None = None) -> torch.Tensor:
+               out_scale: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """EM steps 3-4 from PSDs ``v`` and covariances ``r``: the new estimates, frame-major,
-    multiplied by ``out_scale`` (batch,) if given."""
-    out: torch.Tensor | None = None
+    multiplied by ``out_scale`` (batch,) if given, written into ``out`` if given (a
+    (batch, source, channel, freq, frame) complex tensor or view)."""
     r_out = r if out_scale is None else r * out_scale.to(r.dtype)[:, None, None, None, None]
     channels = r.shape[-1]
     # Each entry R_j[i, k] as its own contiguous (b, s, f, 1) tensor, for vectorised products.
@@ -229,16 +241,16 @@ def _em_output(v: torch.Tensor, r: torch.Tensor, mix: Estimates, num_sources: in
         stop = min(num_frames, start + block)
         mix_b = mix(start, stop)
         if out is None:
-            b, c, f, _ = mix_b.shape
-            out = _frame_major((b, num_sources, c), f, num_frames, mix_b, mix_b.dtype)
+            b, _, f, _ = mix_b.shape
+            out = _frame_major((b, num_sources, channels), f, num_frames, mix_b, mix_b.dtype)
         vb = v[..., start:stop]
         z = _mix_covariance_solve(vb, r, mix_b, eps)
         vb = vb.to(out.dtype)  # complex, for the vectorised complex kernels
         # y_j = v_j R_j z, one output channel at a time: sum_k R_j[i, k](f) z_k(f, t).
-        for i in range(c):
+        for i in range(channels):
             acc = out[:, :, i, :, start:stop]
             torch.mul(coef[i][0], z[:, None, 0], out=acc)
-            for k in range(1, c):
+            for k in range(1, channels):
                 acc.addcmul_(coef[i][k], z[:, None, k])
             acc.mul_(vb)
     assert out is not None
@@ -246,24 +258,26 @@ def _em_output(v: torch.Tensor, r: torch.Tensor, mix: Estimates, num_sources: in
 
 
 def _em_step(estimates: Estimates, mix: Estimates, num_sources: int, num_frames: int,
-             eps: float, block: int, out_scale: torch.Tensor | None = None) -> torch.Tensor:
+             eps: float, block: int, out_scale: torch.Tensor | None = None,
+             out: torch.Tensor | None = None) -> torch.Tensor:
     """One EM iteration; returns the new estimates (batch, source, channel, freq, frame),
-    multiplied by ``out_scale`` (batch,) if given."""
+    multiplied by ``out_scale`` (batch,) if given, written into ``out`` if given."""
     v, r = _covariances(estimates, num_frames, eps, block)
-    return _em_output(v, r, mix, num_sources, num_frames, eps, block, out_scale)
+    return _em_output(v, r, mix, num_sources, num_frames, eps, block, out_scale, out)
 
 
 def expectation_maximization(
     estimates: torch.Tensor | Estimates, mix_stft: torch.Tensor | Estimates, niter: int,
     eps: float, num_sources: int | None = None, num_frames: int | None = None,
     block: int = BLOCK_FRAMES, out_scale: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Refine complex source estimates with ``niter`` EM iterations (see the module docstring).
 
     ``estimates`` and ``mix_stft`` are tensors, or functions of a frame range ``(start, stop)``
     giving that block (then ``num_sources`` and ``num_frames`` are required), so that the
     initial estimates need never be held whole. The result is multiplied by ``out_scale``
-    (one factor per batch item) if given.
+    (one factor per batch item) if given, and written into ``out`` if given.
     The work runs in blocks of ``block`` frames, so temporaries stay small.
 
     Shapes:
@@ -282,8 +296,9 @@ def expectation_maximization(
     y = None
     for it in range(niter):
         source = estimates if y is None else (lambda a, b, y=y: y[..., a:b])
-        scale = out_scale if it == niter - 1 else None
-        y = _em_step(source, mix_stft, num_sources, num_frames, eps, block, scale)
+        last = it == niter - 1
+        y = _em_step(source, mix_stft, num_sources, num_frames, eps, block,
+                     out_scale if last else None, out if last else None)
     if y is None:
         raise ValueError("niter must be at least 1")
     return y
@@ -298,6 +313,7 @@ def wiener(
     residual: bool = False,
     eps: float = 1e-10,
     scale_factor: float = 10.0,
+    window: int = 0,
     mix_magnitude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Complex source estimates from source magnitudes and the complex mixture.
@@ -309,7 +325,12 @@ def wiener(
         softmask: start from ratio masks instead of the mixture phase.
         residual: append ``mixture - sum(estimates)`` as one more source before EM.
         eps: regulariser (see the module docstring).
-        scale_factor: the mixture is divided by ``max(1, max|x| / scale_factor)`` during EM.
+        scale_factor: the mixture is divided by ``max(1, max|x| / scale_factor)`` during EM
+            (per window).
+        window: filter consecutive windows of this many frames independently, as openunmix's
+            ``Separator`` does with ``wiener_win_len`` (the last window may be shorter); 0 filters
+            all frames at once (norbert, asteroid, Sony). Without EM (``niter`` 0) every frame is
+            independent and the windows change nothing.
         mix_magnitude: ``|mix_stft|`` if the caller has it already (saves recomputing it).
 
     Shapes:
@@ -320,14 +341,40 @@ def wiener(
     check_shape(mix_stft, _MIX)
     b, c, f, t = mix_stft.shape
     check_shape(magnitudes, _SPEC, batch=b, channel=c, freq=f, frame=t)
+    if window < 0:
+        raise ValueError(f"window must be 0 or a number of frames, got {window}")
     if niter == 0:
         y = initial_estimates(magnitudes, mix_stft, softmask=softmask, eps=eps)
         if residual:
             y = torch.cat([y, (mix_stft - y.sum(dim=1)).unsqueeze(1)], dim=1)
         return y
+    mix_mag = magnitude(mix_stft) if mix_magnitude is None else mix_magnitude
+    core = functools.partial(_wiener_em, niter=niter, softmask=softmask, residual=residual,
+                             eps=eps, scale_factor=scale_factor)
+    if window == 0 or window >= t:
+        return core(magnitudes, mix_stft, mix_mag)
+    # Windows one after the other (each call batched over every item and bin), written straight
+    # into one frame-major output: no folded copies of the inputs, no concatenation after.
+    out = _frame_major((b, magnitudes.shape[1] + int(residual), c), f, t, mix_stft, mix_stft.dtype)
+    for start in range(0, t, window):
+        frames = slice(start, min(t, start + window))
+        core(magnitudes[..., frames], mix_stft[..., frames], mix_mag[..., frames],
+             out=out[..., frames])
+    return out
+
+
+def _wiener_em(
+    magnitudes: torch.Tensor, mix_stft: torch.Tensor, mix_mag: torch.Tensor, *, niter: int,
+    softmask: bool, residual: bool, eps: float, scale_factor: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`wiener` with EM over all the frames given, as one window (``niter`` >= 1).
+
+    Written into ``out`` if given. Shapes as :func:`wiener`; ``mix_mag`` is ``|mix_stft|``.
+    """
+    t = mix_stft.shape[-1]
     # EM runs on the mixture and estimates divided by the scale. Both are scaled block by block
     # as EM asks for them, so neither a scaled copy nor the initial estimates are held whole.
-    mix_mag = magnitude(mix_stft) if mix_magnitude is None else mix_magnitude
     peak = mix_mag.amax(dim=(1, 2, 3)) / scale_factor
     scale = torch.clamp(peak, min=1.0).to(mix_stft.real.dtype)
     inv = (1.0 / scale)[:, None, None, None]
@@ -353,8 +400,8 @@ def wiener(
 
     num_sources = magnitudes.shape[1] + int(residual)
     v, r = _factored_covariances(amplitudes, phasor, t, eps, BLOCK_FRAMES)
-    y = _em_output(v, r, mix_block, num_sources, t, eps, BLOCK_FRAMES,
-                   out_scale=scale if niter == 1 else None)
-    if niter > 1:
-        y = expectation_maximization(y, mix_block, niter - 1, eps, num_frames=t, out_scale=scale)
-    return y
+    if niter == 1:
+        return _em_output(v, r, mix_block, num_sources, t, eps, BLOCK_FRAMES, out_scale=scale, out=out)
+    y = _em_output(v, r, mix_block, num_sources, t, eps, BLOCK_FRAMES)
+    return expectation_maximization(y, mix_block, niter - 1, eps, num_frames=t, out_scale=scale,
+                                    out=out)

@@ -16,7 +16,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from cumx_cli.engine.config import InferenceConfig
+from cumx_cli.engine.config import NORBERT_EPS, OPENUNMIX_EPS, OPENUNMIX_WIENER_WINDOW, InferenceConfig
+from cumx_cli.engine.device import resolve_device
 from cumx_cli.engine.dsp.stft import STFT, magnitude
 from cumx_cli.engine.dsp.wiener import wiener
 from cumx_cli.engine.errors import ConfigError, CumxError
@@ -27,31 +28,6 @@ from cumx_cli.engine.shapes import check_shape
 log = logging.getLogger(__name__)
 
 RESIDUAL = "residual"
-#: Wiener regulariser of norbert (X-UMX's reference inference): float64 machine epsilon.
-NORBERT_EPS = 2.220446049250313e-16
-#: Wiener regulariser of openunmix's ``Separator`` (Open-Unmix's reference inference).
-OPENUNMIX_EPS = 1e-10
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names are checked."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but CUDA is not available here; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps was asked for, but MPS is not available here; use --device cpu")
-    return device
 
 
 class TrackJob(Protocol):
@@ -90,9 +66,11 @@ class Separator:
         self.chunk_samples = max(1, round(self.config.chunk_seconds * mc.sample_rate))
         self.overlap_samples = min(round(self.config.overlap_seconds * mc.sample_rate),
                                    self.chunk_samples - 1)
-        self.wiener_eps = self.config.wiener_eps
-        if self.wiener_eps is None:
-            self.wiener_eps = NORBERT_EPS if mc.bridge else OPENUNMIX_EPS
+        # Each family filters as its reference code does (see InferenceConfig).
+        eps, window = self.config.wiener_eps, self.config.wiener_window
+        self.wiener_eps: float = eps if eps is not None else (NORBERT_EPS if mc.bridge else OPENUNMIX_EPS)
+        self.wiener_window: int = (window if window is not None
+                                   else 0 if mc.bridge else OPENUNMIX_WIENER_WINDOW)
         self.batch_size = self.config.batch_size or (1 if self.device.type == "cpu" else 4)
         if self.config.niter > 0 and len(mc.sources) == 1 and not self.config.residual:
             raise ConfigError("the Wiener filter needs two or more sources: this model has one; "
@@ -129,7 +107,8 @@ class Separator:
         mag = magnitude(mix_stft)
         est = self.model(mag).mul_(mag.unsqueeze(1))  # masks times the mixture magnitude
         est = wiener(est, mix_stft, niter=self.config.niter, softmask=self.config.softmask,
-                     residual=self.config.residual, eps=self.wiener_eps, mix_magnitude=mag)
+                     residual=self.config.residual, eps=self.wiener_eps,
+                     window=self.wiener_window, mix_magnitude=mag)
         del mix_stft, mag
         # One source at a time: the inverse transform's frame buffer stays a quarter the size.
         out = torch.empty(est.shape[0], est.shape[1], est.shape[2], length)
@@ -167,7 +146,7 @@ class Separator:
         if not live:
             return
         outputs = self.process(torch.stack([c for _, _, c in live]))
-        for (track, index, _), out in zip(live, outputs):
+        for (track, index, _), out in zip(live, outputs, strict=True):
             if track.failed:
                 continue
             try:
