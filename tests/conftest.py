@@ -11,12 +11,25 @@ import pytest
 import soundfile as sf
 import torch
 
-from cumx_cli.engine.checkpoint import save_model
 from cumx_cli.engine.config import ModelConfig
 from cumx_cli.engine.model import CrossUMX
+from cumx_cli.engine.weights.formats.cumx import save_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RATE = 44100
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that set ``SCHEDULE_FIRST`` (the README tour, minutes long) run first: with
+    ``-n 2 --dist loadfile`` a worker takes them at once instead of after the rest."""
+    items.sort(key=lambda item: not getattr(item.module, "SCHEDULE_FIRST", False))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n N``) each worker computes on one thread: N workers with torch's
+    default of one thread per core would oversubscribe the cores (subprocesses keep the default)."""
+    if hasattr(config, "workerinput"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +61,7 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def tiny_config(**overrides: object) -> ModelConfig:
     """A small full-STFT model: n_fft 4096 like the real one, hidden 8, one LSTM layer."""
-    base = dict(hidden_size=8, num_layers=1)
+    base: dict[str, object] = {"hidden_size": 8, "num_layers": 1}
     base.update(overrides)
     return ModelConfig(**base)  # type: ignore[arg-type]
 
@@ -59,7 +72,8 @@ def random_model(config: ModelConfig, seed: int = 0) -> CrossUMX:
     model = CrossUMX(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(("input_scale", "output_scale", "output_mean")) or ".bn" in name and name.endswith("weight"):
+            scale = name.endswith(("input_scale", "output_scale", "output_mean"))
+            if scale or ".bn" in name and name.endswith("weight"):
                 p.copy_(0.5 + torch.rand(p.shape, generator=gen))
             elif name.endswith("input_mean"):
                 p.copy_(-0.1 * torch.rand(p.shape, generator=gen))

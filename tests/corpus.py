@@ -123,6 +123,16 @@ def _text(path: Path) -> Path:
     return path
 
 
+def _garbled_mp3(path: Path) -> Path:
+    """An MP3 with 4000 random bytes a third of the way in: the decoder (libmpg123) gives up
+    resyncing there, and writes its own complaints to file descriptor 2."""
+    sf.write(path, music(SECONDS), RATE, format="MP3", subtype="MPEG_LAYER_III")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 4000] = np.random.default_rng(0).bytes(4000)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _random_bytes(path: Path) -> Path:
     path.write_bytes(np.random.default_rng(0).bytes(20_000))
     return path
@@ -167,6 +177,7 @@ AUDIO: list[Case] = [
     Case("truncated", "audio", "truncated.wav", _truncated),
     Case("text-as-mp3", "audio", "notes.mp3", _text),
     Case("random-bytes", "audio", "noise.flac", _random_bytes),
+    Case("garbled-mp3", "audio", "garbled.mp3", _garbled_mp3),
     Case("zero-frames", "audio", "noframes.wav", _zero_frames),
     Case("one-sample", "audio", "one sample.wav", _one_sample, valid=True),
     Case("nan", "audio", "hasnan.wav", _with_value(float("nan"))),
@@ -343,13 +354,13 @@ OUTPUTS: list[Case] = [
 
 
 def _corrupt_cache(path: Path) -> Path:
-    """A weights cache whose default model (``xumx``) was recorded as verified, and whose bytes
+    """A cache (root) whose default model (``xumx``) was recorded as verified, and whose bytes
     have changed since: random bytes beside the sha256 of other ones."""
     from cumx_cli.engine.weights.registry import DEFAULT_MODEL, get_spec
 
     spec = get_spec(DEFAULT_MODEL)
-    (path / spec.name).mkdir(parents=True)
-    file = _random_bytes(path / spec.name / spec.files[0])
+    (path / "weights" / spec.name).mkdir(parents=True)
+    file = _random_bytes(path / "weights" / spec.name / spec.files[0])
     sidecar = file.with_name(file.name + ".sha256")
     sidecar.write_text(f"{hashlib.sha256(b'the verified bytes').hexdigest()}  {file.name}\n")
     return path

@@ -9,6 +9,9 @@ failed and no hidden scratch (``.*.part``, ``.*.raw``), partial download (``*.pa
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,18 +19,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cumx_cli.console import State
-from tests.cli.test_download_weights import ASTEROID, XUMX_FILE, server  # noqa: F401 - a fixture
-from tests.cli.test_separate import (
+from tests.cli.helpers import (
     SOURCES,
+    TINY,
     cumx,
     error_lines,
     files_under,
+    json_lines,
     leftovers,
     show,
     stem_paths,
 )
-from tests.cli.test_train import TINY
 from tests.corpus import (
     AUDIO,
     BY_ID,
@@ -42,7 +44,7 @@ from tests.corpus import (
     restore_permissions,
     write_dataset,
 )
-from tests.fake_zenodo import FakeZenodo
+from tests.fake_zenodo import ASTEROID, XUMX_FILE, FakeZenodo
 from tests.synthetic_musdb import estimates
 
 #: What the readers say about each failing audio case (the file's path is checked separately).
@@ -51,6 +53,7 @@ AUDIO_PROBLEM = {
     "truncated": "the file is truncated",
     "text-as-mp3": "not a readable audio file",
     "random-bytes": "not a readable audio file",
+    "garbled-mp3": "decoding failed",
     "zero-frames": "contains no audio samples",
     "nan": "contains NaN or infinite samples",
     "inf": "contains NaN or infinite samples",
@@ -70,20 +73,13 @@ DISK_FULL = os.strerror(28)  # ENOSPC: "No space left on device"
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Run in tmp_path (relative paths keep messages short), reset the CLI's sticky flags, no
-    weights settings from the environment; afterwards make read-only folders removable."""
+    """Run in tmp_path (relative paths keep messages short), with no weights settings from the
+    environment; afterwards make read-only folders removable."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(State, "verbose", False)
-    monkeypatch.setattr(State, "quiet", False)
     for var in ("CUMX_OFFLINE", "CUMX_WEIGHTS_MIRROR", "CUMX_ZENODO_URL", "CUMX_HTTP_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
     yield
     restore_permissions(tmp_path)
-
-
-@pytest.fixture
-def model(tiny_model_path: Path) -> str:
-    return str(tiny_model_path)
 
 
 def scratch(root: Path) -> list[Path]:
@@ -144,6 +140,69 @@ def test_separate_audio(model: str, case: Case) -> None:
     assert result.exit_code == 1, show(result)
     the_error(result, src, AUDIO_PROBLEM[case.id])
     assert not out.exists()  # not even an empty track folder
+
+
+#: The audio cases that ``separate`` must refuse.
+FAILING_AUDIO = [case for case in AUDIO if not case.valid]
+
+
+def a_bad_input(case: Case, song: Path, out: Path) -> tuple[Path, str]:
+    """``case`` as one input of ``separate -o out``, and what its error line must name.
+
+    An audio case is the input itself. An output case is the folder of a good input's stems,
+    ``out/<track>``, which cannot be written (for root, a file stands where that folder goes)."""
+    if case.kind == "audio":
+        src = case.build(Path("in"))
+        return src, str(src)
+    track = case.build(out, "locked").relative_to(out).parts[0]
+    src = Path("in") / f"{track}.wav"
+    shutil.copyfile(song, src)
+    return src, str(out / track)
+
+
+@pytest.mark.parametrize("case", ids([*FAILING_AUDIO, BY_ID["unwritable-output"]]))
+def test_separate_bad_input_fails_alone(model: str, song: Path, case: Case) -> None:
+    """A bad input before a good one: one error line for it, and the good one is separated."""
+    out = Path("out")
+    bad, names = a_bad_input(case, song, out)
+    result = cumx("separate", bad, song, "-o", out, "-m", model, "--json")
+    assert result.exit_code == 1, show(result)
+    assert "Traceback" not in result.output, show(result)
+    mentions = [line for line in result.stderr.splitlines() if names in line]
+    assert len(mentions) == 1 and mentions[0].startswith("error:"), show(result)
+    assert error_lines(result) == [mentions[0], "error: 1 of 2 input(s) failed"], show(result)
+    if case.kind == "audio":
+        assert AUDIO_PROBLEM[case.id] in mentions[0], show(result)
+
+    first, second = json_lines(result)
+    assert (first["input"], first["status"], first["outputs"]) == (str(bad), "error", {})
+    assert names in first["error"]
+    assert (second["input"], second["status"]) == (str(song), "ok")
+
+    for path in stem_paths(out, song.stem).values():
+        assert sf.info(path).frames == sf.info(song).frames
+    assert not any(p.exists() for p in stem_paths(out, bad.stem).values())
+    assert scratch(Path(".")) == []
+
+
+@pytest.mark.slow
+def test_separate_in_a_real_process_prints_one_line_per_bad_input(model: str, song: Path) -> None:
+    """Native decoders (libmpg123 on ``garbled-mp3``) write to file descriptor 2 directly, which
+    CliRunner cannot see: a real process's stderr holds only cumx's lines, one per bad input and
+    the summary, and the good input after them is separated."""
+    bad = [case.build(Path("in")) for case in FAILING_AUDIO]
+    proc = subprocess.run(
+        [sys.executable, "-m", "cumx_cli", "separate", *map(str, bad), str(song),
+         "-o", "out", "-m", model, "-q"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == len(bad) + 1, proc.stderr
+    for case, path, line in zip(FAILING_AUDIO, bad, lines[:-1], strict=True):
+        assert line.startswith(f"error: {path}") and AUDIO_PROBLEM[case.id] in line, proc.stderr
+    assert lines[-1] == f"error: {len(bad)} of {len(bad) + 1} input(s) failed"
+    assert proc.stdout == ""
+    assert files_under(Path("out")) == {f"song/{s}.wav" for s in SOURCES}
 
 
 @pytest.mark.parametrize("case", ids(CHECKPOINTS))
@@ -323,8 +382,8 @@ def test_download_repairs_a_corrupt_cached_file(server: FakeZenodo) -> None:
     result = cumx("download-weights", "xumx", "--cache-dir", cache)
     no_errors(result)
     assert result.stdout.endswith("\tdownloaded\n")
-    assert (cache / "xumx" / XUMX_FILE).read_bytes() == ASTEROID
-    assert files_under(cache) == {f"xumx/{XUMX_FILE}", f"xumx/{XUMX_FILE}.sha256"}
+    assert (cache / "weights" / "xumx" / XUMX_FILE).read_bytes() == ASTEROID
+    assert files_under(cache) == {f"weights/xumx/{XUMX_FILE}", f"weights/xumx/{XUMX_FILE}.sha256"}
 
 
 @pytest.mark.parametrize("command", ["download-weights", "separate"])
@@ -334,14 +393,15 @@ def test_offline_with_a_corrupt_cached_file(server: FakeZenodo, song: Path, comm
     args = ["xumx"] if command == "download-weights" else [song, "-o", "out"]
     result = cumx(command, *args, "--cache-dir", cache, "--offline")
     assert result.exit_code == 1, show(result)
-    the_error(result, cache / "xumx" / XUMX_FILE, "corrupt", "cumx download-weights xumx --force")
+    the_error(result, cache / "weights" / "xumx" / XUMX_FILE, "corrupt",
+              "cumx download-weights xumx --force")
     assert files_under(cache) == before and server.requests == []
     assert not Path("out").exists()
 
 
 @pytest.mark.parametrize(("args", "code", "mentions"), [
     (["xumz"], 1, ["unknown model", "'xumz'", "did you mean 'xumx'"]),
-    (["xumx", "--offline"], 1, ["cumx download-weights xumx", "cache/xumx"]),
+    (["xumx", "--offline"], 1, ["cumx download-weights xumx", "cache/weights/xumx"]),
     ([], 2, ["--all"]),
 ], ids=["unknown-name", "offline-nothing-cached", "no-name"])
 def test_download_usage(server: FakeZenodo, args: list[str], code: int,

@@ -67,14 +67,17 @@ def test_bridged_forward_equals_a_direct_transcription_of_the_spec() -> None:
     hs, nets = [], [model.nets[s] for s in config.sources]
     for net in nets:
         h = ((x + net.input_mean) * net.input_scale).reshape(14, -1) @ net.fc1.weight.T
-        h = (h - net.bn1.running_mean) / torch.sqrt(net.bn1.running_var + 1e-5) * net.bn1.weight + net.bn1.bias
+        h = ((h - net.bn1.running_mean) / torch.sqrt(net.bn1.running_var + 1e-5) * net.bn1.weight
+             + net.bn1.bias)
         hs.append(torch.tanh(h).reshape(7, 2, -1))
     h_avg = sum(hs) / 3
-    z_avg = sum(torch.cat([h, net.lstm(h_avg)[0]], -1) for h, net in zip(hs, nets)) / 3
+    z_avg = sum(torch.cat([h, net.lstm(h_avg)[0]], -1) for h, net in zip(hs, nets, strict=True)) / 3
     for j, net in enumerate(nets):
         y = z_avg.reshape(14, -1) @ net.fc2.weight.T
-        y = torch.relu((y - net.bn2.running_mean) / torch.sqrt(net.bn2.running_var + 1e-5) * net.bn2.weight + net.bn2.bias)
+        y = torch.relu((y - net.bn2.running_mean) / torch.sqrt(net.bn2.running_var + 1e-5)
+                       * net.bn2.weight + net.bn2.bias)
         y = y @ net.fc3.weight.T
-        y = (y - net.bn3.running_mean) / torch.sqrt(net.bn3.running_var + 1e-5) * net.bn3.weight + net.bn3.bias
+        y = ((y - net.bn3.running_mean) / torch.sqrt(net.bn3.running_var + 1e-5) * net.bn3.weight
+             + net.bn3.bias)
         mask = torch.relu(y.reshape(7, 2, 2, 129) * net.output_scale + net.output_mean)
         torch.testing.assert_close(model(mag)[:, j], mask.permute(1, 2, 3, 0), rtol=1e-5, atol=1e-6)

@@ -4,8 +4,9 @@ A track of ``length`` samples is cut into the fewest chunks of at most ``chunk``
 overlap by at least ``overlap`` samples; all chunks of a track get the same size and are spread
 evenly from its first to its last sample. So chunks of a track can share a batch, no chunk ever
 contains padding that the BLSTM would see, and little audio is processed twice (a 180 s track
-with 30 s chunks and 1 s overlap is 7 chunks of 26.6 s: 186 s of work). A track no longer than one chunk is one chunk of
-its own length: it is processed whole, exactly as a whole-track separator would.
+with 30 s chunks and 1 s overlap is 7 chunks of 26.6 s: 186 s of work). A track no longer than
+one chunk is one chunk of its own length: it is processed whole, exactly as a whole-track
+separator would.
 
 Chunks are joined with linear cross-fades over each actual overlap, normalised by the running sum
 of weights, so an identity model reconstructs the input exactly whatever the lengths.
