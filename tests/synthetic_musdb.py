@@ -88,3 +88,18 @@ def write_estimates(folder: Path, stems: dict[str, dict[str, np.ndarray]], cut: 
             path.parent.mkdir(parents=True, exist_ok=True)
             data = est[j].T[: est.shape[-1] - cut] if cut else est[j].T
             sf.write(path, np.clip(data, -1, 1), RATE, subtype="FLOAT")
+
+
+def damage_estimate(path: Path, problem: str) -> None:
+    """Make the estimate file at ``path`` wrong in one way: ``missing`` (deleted), ``length``
+    (half a second long), ``rate`` (at 22050 Hz) or ``channels`` (mono)."""
+    if problem == "missing":
+        path.unlink()
+    elif problem == "length":
+        sf.write(path, np.zeros((RATE // 2, 2)) + 0.1, RATE)
+    elif problem == "rate":
+        sf.write(path, np.zeros((RATE, 2)) + 0.1, 22050)
+    elif problem == "channels":
+        sf.write(path, np.zeros(int(2.2 * RATE)) + 0.1, RATE)
+    else:
+        raise ValueError(problem)

@@ -24,7 +24,6 @@ from tests.conftest import RATE
 from tests.fake_zenodo import ASTEROID
 from tests.readme_tour import BASH, FOUR, PYTHON, RECORDS, ROOT, block, make_sandbox, run_block, stems
 
-
 #: Minutes long: scheduled before the other modules (tests/conftest.py).
 SCHEDULE_FIRST = True
 

@@ -15,7 +15,6 @@ import pytest
 
 from tests.readme_tour import FOUR, ROOT, block, make_sandbox, run_block, stems
 
-
 #: Minutes long: scheduled before the other modules (tests/conftest.py).
 SCHEDULE_FIRST = True
 

@@ -13,7 +13,7 @@ from cumx_cli.engine.audio.io import probe
 from cumx_cli.engine.data.musdb import TrackFolder, find_tracks
 from cumx_cli.engine.errors import EvaluationError
 from cumx_cli.engine.evaluation.estimators import EstimatesFolder, SeparatorEstimator
-from tests.synthetic_musdb import RATE, SOURCES, write_estimates
+from tests.synthetic_musdb import RATE, SOURCES, damage_estimate, write_estimates
 
 Dataset = tuple[Path, dict[str, dict[str, np.ndarray]]]
 
@@ -32,15 +32,7 @@ def test_stems_on_disk_are_checked_against_the_reference(musdb_hq: Dataset, tmp_
                                                          problem: str, message: str) -> None:
     root, stems = musdb_hq
     write_estimates(tmp_path / "est", stems)
-    bass = tmp_path / "est" / "A - One" / "bass.wav"
-    if problem == "missing":
-        bass.unlink()
-    elif problem == "length":
-        sf.write(bass, np.zeros((RATE // 2, 2)) + 0.1, RATE)
-    elif problem == "rate":
-        sf.write(bass, np.zeros((RATE, 2)) + 0.1, 22050)
-    else:
-        sf.write(bass, np.zeros(int(2.2 * RATE)) + 0.1, RATE)
+    damage_estimate(tmp_path / "est" / "A - One" / "bass.wav", problem)
     (track,) = find_tracks(root, "test", ["A - One"])
     with pytest.raises(EvaluationError, match=f"^track 'A - One': {message}"):
         EstimatesFolder(tmp_path / "est", 0.1).estimates(track, SOURCES, _references(track))

@@ -16,7 +16,7 @@ from cumx_cli.engine.data.musdb import find_tracks
 from cumx_cli.engine.errors import EvaluationError
 from cumx_cli.engine.evaluation import museval_format, report, runner
 from cumx_cli.engine.evaluation.estimators import EstimatesFolder
-from tests.synthetic_musdb import RATE, SOURCES, museval_metrics, write_estimates
+from tests.synthetic_musdb import RATE, SOURCES, damage_estimate, museval_metrics, write_estimates
 
 CONFIG = EvalConfig()
 #: Shorter distortion filters where museval's exact settings are not the point: faster tests.
@@ -101,13 +101,7 @@ def test_a_failed_track_is_one_line_and_the_others_are_scored(
         musdb_hq: Dataset, tmp_path: Path, problem: str, message: str) -> None:
     root, stems = musdb_hq
     write_estimates(tmp_path / "est", stems)
-    bass = tmp_path / "est" / "A - One" / "bass.wav"
-    if problem == "missing":
-        bass.unlink()
-    elif problem == "length":
-        sf.write(bass, np.zeros((RATE // 2, 2)) + 0.1, RATE)
-    else:
-        sf.write(bass, np.zeros((RATE, 2)) + 0.1, 22050)
+    damage_estimate(tmp_path / "est" / "A - One" / "bass.wav", problem)
     results = runner.evaluate_tracks(find_tracks(root, "test"), SOURCES,
                                      EstimatesFolder(tmp_path / "est", 0.1), tmp_path / "out", QUICK)
     assert [r.status for r in results] == ["error", "scored"]
