@@ -87,7 +87,7 @@ def make_sandbox(root: Path) -> Iterator[tuple[Path, dict[str, str]]]:
         zenodo.close()
 
 
-def run_block(text: str, root: Path, env: dict[str, str], timeout: float = 600) -> str:
+def run_block(text: str, root: Path, env: dict[str, str], timeout: float = 1800) -> str:
     """Run a bash block (strict mode) in its own process group; background jobs are killed
     when it ends. Returns stdout."""
     for old, new, _ in SUBSTITUTIONS:

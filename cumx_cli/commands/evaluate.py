@@ -26,7 +26,7 @@ from cumx_cli.options import CacheDir, Mirror, Offline
 
 if TYPE_CHECKING:
     from cumx_cli.engine.data.musdb import TrackFolder
-    from cumx_cli.engine.evaluation.estimators import Estimator, SeparatorEstimator
+    from cumx_cli.engine.evaluation.estimators import Estimator, Record, SeparatorEstimator
     from cumx_cli.engine.evaluation.runner import TrackResult
     from cumx_cli.engine.model import CrossUMX
 
@@ -107,7 +107,7 @@ def eval_command(
 ) -> None:
     """Score separations with BSSEval v4 (museval's SDR/SIR/ISR/SAR, 1 s frames).
 
-    Prints the median over frames, then over tracks, per source and their average (with the published scores of a registered model beside them). Tracks already scored are skipped unless --force.
+    Prints the median over frames, then over tracks, per source and their average (with the published scores of a registered model beside them). Tracks already scored are skipped unless --force, when their score files record the same model (and its sha256) or estimates folder and the same options; files made by something else are scored again.
 
     Exit status: 0 when every track was scored or skipped; 1 when any failed (the others are still scored); 2 for usage errors.
     """
@@ -134,13 +134,19 @@ def eval_command(
                                     residual=residual, device=device,
                                     wiener_window=wiener_window)  # checked before loading
         loaded = options.load_model(model or "", cache_dir, offline, mirror, state)
-        estimator, sources = _separator_estimator(model or "", loaded, inference)
+        record = estimators.model_record(model or "", _model_files(model or "", cache_dir,
+                                                                   offline, mirror), inference)
+        estimator, sources = _separator_estimator(model or "", loaded, inference, record)
         what = f"model {model}"
     state.info(f"scoring {what} on {len(selected)} {subset.value} track(s) with the "
                f"{backend.value} backend on {eval_device}: {', '.join(sources)} -> {out}")
     results = runner.evaluate_tracks(selected, sources, estimator, out, config, force=force,
                                      device=eval_device, events=_CliEvents(len(selected), state))
     failed = sum(r.status == "error" for r in results)
+    replaced = sum(r.replaced for r in results)
+    if replaced:
+        state.info(f"{replaced} track(s) scored again: their score files in {out} were made by "
+                   "something else (another model or estimates folder, other options)")
     if any(r.frames for r in results):
         summary = report.summarize(results, sources)
         published = report.published_scores(model)
@@ -157,8 +163,20 @@ def eval_command(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-def _separator_estimator(model: str, loaded: CrossUMX,
-                         inference: InferenceConfig) -> tuple[SeparatorEstimator, tuple[str, ...]]:
+def _model_files(model: str, cache_dir: Path | None, offline: bool,
+                 mirror: str | None) -> list[Path]:
+    """The files ``--model`` was loaded from (a path as given, a name from the cache)."""
+    from cumx_cli.engine.evaluation.estimators import model_files
+    from cumx_cli.engine.weights.registry import get_spec
+
+    path = Path(model).expanduser()
+    if not path.exists():  # a published name: resolve_model loaded it from the cache
+        path = options.weights_settings(cache_dir, offline, mirror).model_path(get_spec(model))
+    return model_files(path)
+
+
+def _separator_estimator(model: str, loaded: CrossUMX, inference: InferenceConfig,
+                         record: Record) -> tuple[SeparatorEstimator, tuple[str, ...]]:
     from cumx_cli.engine.data.musdb import MUSDB_TARGETS
     from cumx_cli.engine.evaluation.estimators import SeparatorEstimator
     from cumx_cli.engine.inference.separator import Separator
@@ -168,4 +186,4 @@ def _separator_estimator(model: str, loaded: CrossUMX,
     if len(sources) < 2:
         raise EvaluationError(f"model {model} separates {', '.join(separator.sources)}; "
                               "BSSEval needs two or more of vocals, drums, bass, other")
-    return SeparatorEstimator(separator), sources
+    return SeparatorEstimator(separator, record), sources

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,38 @@ def test_museval_backend_agrees_with_fast(musdb: Path) -> None:
         for f_fast, f_slow in zip(t_fast["frames"], t_slow["frames"], strict=True):
             for m, v in f_slow["metrics"].items():
                 assert f_fast["metrics"][m] == pytest.approx(v, abs=2e-5, nan_ok=True)
+
+
+def test_scores_of_something_else_are_not_reused(musdb: Path, tiny_model_path: Path) -> None:
+    # the run: estimates scored into an --out, then a model into the same --out
+    args = ("eval", "--musdb", musdb, "--out", "ev", "--tracks", "B - Two")
+    first = cumx(*args, "--estimates", "est")
+    assert first.exit_code == 0, show(first)
+    model = (*args, "-m", tiny_model_path, "--device", "cpu", "--chunk", "1", "--overlap", "0.25")
+    result = cumx(*model)
+    assert result.exit_code == 0, show(result)
+    assert "scored B - Two" in result.stderr and "scored already" not in result.stderr
+    assert "1 track(s) scored again: their score files in ev were made by something else" \
+        in result.stderr
+    assert result.stdout != first.stdout
+    record = json.loads(Path("ev/test/B - Two.json").read_text())["cumx_record"]
+    assert record["model"] == str(tiny_model_path) and len(record["sha256"]["tiny.pt"]) == 64
+    assert record["inference"]["chunk_seconds"] == 1.0 and record["eval"]["backend"] == "fast"
+    again = cumx(*model)  # the same model and options: reused
+    assert again.exit_code == 0, show(again)
+    assert "skipped B - Two" in again.stderr and "scored again" not in again.stderr
+    assert again.stdout == result.stdout
+    other = cumx(*model[:-2], "--overlap", "0.5")  # an option that changes the stems
+    assert other.exit_code == 0, show(other)
+    assert "1 track(s) scored again" in other.stderr
+
+
+def test_a_copied_reference_is_refused_and_the_others_scored(musdb: Path) -> None:
+    shutil.copyfile(musdb / "test" / "A - One" / "bass.wav", "est/A - One/bass.wav")
+    result = cumx("eval", "--musdb", musdb, "--estimates", "est", "--out", "scores")
+    assert result.exit_code == 1, show(result)
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert any("est/A - One/bass.wav is identical to the reference" in line
+               for line in lines), show(result)
+    assert Path("scores/test/B - Two.json").exists()
+    assert not Path("scores/test/A - One.json").exists()

@@ -132,3 +132,43 @@ def test_match_length_pads_and_cuts() -> None:
     assert runner.match_length(x, 3).shape == (2, 3)
     padded = runner.match_length(x, 7)
     assert padded.shape == (2, 7) and padded[:, 5:].abs().sum() == 0
+
+
+class _Renamed(EstimatesFolder):
+    """The same stems, recorded as made by something else (another model, say)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, 0.1)
+        self.record = {"model": "other.pt", "sha256": {"other.pt": "0" * 64}}
+
+
+def test_a_score_file_records_what_made_it_and_other_makers_are_rescored(
+        musdb_hq: Dataset, tmp_path: Path) -> None:
+    root, stems = musdb_hq
+    write_estimates(tmp_path / "est", stems)
+    tracks = find_tracks(root, "test")
+    est = EstimatesFolder(tmp_path / "est", 0.1)
+    runner.evaluate_tracks(tracks, SOURCES, est, tmp_path / "out", QUICK)
+    record = museval_format.read_record(tmp_path / "out" / "test" / "A - One.json")
+    assert record == {"estimates": str((tmp_path / "est").resolve()),
+                      "eval": {"window_seconds": 1.0, "hop_seconds": 1.0, "filters_len": 64,
+                               "backend": "fast"}}
+    other = runner.evaluate_tracks(tracks, SOURCES, _Renamed(tmp_path / "est"), tmp_path / "out",
+                                   QUICK)
+    assert [(r.status, r.replaced) for r in other] == [("scored", True), ("scored", True)]
+    assert museval_format.read_record(tmp_path / "out" / "test" / "A - One.json")["model"] == \
+        "other.pt"
+    again = runner.evaluate_tracks(tracks, SOURCES, _Renamed(tmp_path / "est"), tmp_path / "out",
+                                   QUICK)
+    assert [(r.status, r.replaced) for r in again] == [("skipped", False), ("skipped", False)]
+    # another score-changing option, or a file without a record (museval's own), is rescored
+    longer = runner.evaluate_tracks(tracks[:1], SOURCES, _Renamed(tmp_path / "est"),
+                                    tmp_path / "out", EvalConfig(filters_len=32))
+    assert [(r.status, r.replaced) for r in longer] == [("scored", True)]
+    path = tmp_path / "out" / "test" / "B - Two.json"
+    data = json.loads(path.read_text())
+    del data[museval_format.RECORD_KEY]
+    path.write_text(json.dumps(data))
+    bare = runner.evaluate_tracks(tracks[1:], SOURCES, _Renamed(tmp_path / "est"),
+                                  tmp_path / "out", QUICK)
+    assert [(r.status, r.replaced) for r in bare] == [("scored", True)]

@@ -56,3 +56,17 @@ def test_an_interrupted_write_leaves_no_json(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(KeyboardInterrupt):
         museval_format.write_atomic(tmp_path / "test" / "t.json", "{}")
     assert list((tmp_path / "test").iterdir()) == []
+
+
+def test_the_record_is_stored_beside_museval_keys_and_read_back(tmp_path: Path) -> None:
+    frames = museval_format.frame_table({m: np.ones((2, 1)) for m in METRICS}, ["a", "b"])
+    record = {"estimates": "/x", "eval": {"backend": "fast"}}
+    path = tmp_path / "t.json"
+    path.write_text(museval_format.to_json(frames, EvalConfig(), record))
+    assert set(json.loads(path.read_text())) == {"targets", "museval_version",
+                                                 museval_format.RECORD_KEY}
+    assert museval_format.read_record(path) == record
+    path.write_text(museval_format.to_json(frames, EvalConfig()))
+    assert museval_format.read_record(path) is None
+    path.write_text("{not json")
+    assert museval_format.read_record(path) is None

@@ -4,23 +4,38 @@ An :class:`Estimator` gives, for one track, a (channel, time) estimate per sourc
 references' sample rate and channel count; the runner scores them. :class:`EstimatesFolder`
 reads ``DIR/<track>/<source>.wav`` written by any tool and checks it against the reference;
 :class:`SeparatorEstimator` separates the track's ``mixture.wav`` in memory.
+
+Each estimator has a ``record``: what made its estimates (the estimates folder, or the model, the
+sha256 of its files and the inference options), stored in every score file, so that a rerun
+reuses a file only when the same thing made it (:mod:`~cumx_cli.engine.evaluation.runner`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
 from cumx_cli.engine.audio.io import AudioInfo, probe, read_audio
+from cumx_cli.engine.config import InferenceConfig
 from cumx_cli.engine.data.musdb import TrackFolder
 from cumx_cli.engine.errors import EvaluationError
+from cumx_cli.engine.weights.integrity import file_sha256
+
+#: What made a set of estimates, as JSON values (str, int, float, bool, None, dicts of them).
+Record = dict[str, Any]
+
+#: The ``InferenceConfig`` fields that change the stems a model gives (not speed or device).
+SCORE_CHANGING_INFERENCE = ("niter", "softmask", "residual", "wiener_window", "chunk_seconds",
+                            "overlap_seconds")
 
 
 class Estimator(Protocol):
-    """Gives the estimates of a track's sources."""
+    """Gives the estimates of a track's sources; ``record`` says what made them."""
+
+    record: Record
 
     def estimates(self, track: TrackFolder, sources: Sequence[str],
                   references: dict[str, AudioInfo]) -> dict[str, torch.Tensor]:
@@ -55,6 +70,7 @@ class EstimatesFolder:
     def __init__(self, folder: Path, max_mismatch_seconds: float) -> None:
         self.folder = folder
         self.max_mismatch_seconds = max_mismatch_seconds
+        self.record: Record = {"estimates": str(Path(folder).resolve())}
 
     def estimates(self, track: TrackFolder, sources: Sequence[str],
                   references: dict[str, AudioInfo]) -> dict[str, torch.Tensor]:
@@ -65,7 +81,18 @@ class EstimatesFolder:
                 raise EvaluationError(f"track {track.name!r}: estimate {path} is missing")
             self._check(track, path, probe(path), references[source])
             out[source] = read_audio(path)[0]
+            self._check_not_the_reference(track, path, out[source], references[source])
         return out
+
+    @staticmethod
+    def _check_not_the_reference(track: TrackFolder, path: Path, estimate: torch.Tensor,
+                                 ref: AudioInfo) -> None:
+        # a copied reference, or one separated as an input into the same name, scores far too
+        # well and would be trusted; an honest estimate is never equal sample for sample
+        if estimate.shape[-1] == ref.frames and torch.equal(estimate, read_audio(ref.path)[0]):
+            raise EvaluationError(
+                f"track {track.name!r}: estimate {path} is identical to the reference {ref.path}; "
+                "it is a copy of the reference, not an estimate (separate only the mixtures)")
 
     def _check(self, track: TrackFolder, path: Path, info: AudioInfo, ref: AudioInfo) -> None:
         if info.sample_rate != ref.sample_rate:
@@ -90,8 +117,9 @@ class SeparatorEstimator:
     and the stems are mixed back to the mixture's channel count.
     """
 
-    def __init__(self, separator: Separates) -> None:
+    def __init__(self, separator: Separates, record: Record | None = None) -> None:
         self.separator = separator
+        self.record: Record = record if record is not None else {}
 
     def estimates(self, track: TrackFolder, sources: Sequence[str],
                   references: dict[str, AudioInfo]) -> dict[str, torch.Tensor]:
@@ -114,3 +142,17 @@ class SeparatorEstimator:
                 stem = stem.mean(0, keepdim=True) if channels == 1 else stem.expand(channels, -1)
             out[source] = stem
         return out
+
+
+def model_files(path: Path) -> list[Path]:
+    """The files a model is read from: the file itself, or an Open-Unmix folder's ``.pth`` files."""
+    path = Path(path)
+    return sorted(path.glob("*.pth")) if path.is_dir() else [path]
+
+
+def model_record(spec: str, files: Sequence[Path], inference: InferenceConfig) -> Record:
+    """The record of a model's estimates: what was typed, the sha256 of each of its files (those
+    that exist), and the inference options that change the stems."""
+    return {"model": spec,
+            "sha256": {Path(f).name: file_sha256(Path(f)) for f in files if Path(f).is_file()},
+            "inference": {name: getattr(inference, name) for name in SCORE_CHANGING_INFERENCE}}

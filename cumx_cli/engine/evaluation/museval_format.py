@@ -4,8 +4,10 @@ A file ``OUT/<subset>/<track>.json`` holds, per target (source) and frame, the f
 metrics, with the frame's start time and duration; museval's ``EvalStore.add_eval_dir`` /
 ``MethodStore.add_eval_dir`` read cumx's files unchanged. As museval's ``TrackStore``, frame
 scores are quantised to 5 decimals (exact decimal rounding) and an infinite score is stored as
-NaN. Every file of an output folder is written through a temporary file renamed into place, so
-an interrupted run leaves either a complete file or none.
+NaN. cumx adds one key museval's readers ignore, ``RECORD_KEY``: what was scored and how
+(:func:`cumx_cli.engine.evaluation.runner.score_record`). Every file of an output folder is
+written through a temporary file renamed into place, so an interrupted run leaves either a
+complete file or none.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +28,9 @@ from cumx_cli.engine.files import replacing
 METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
 #: The museval version whose JSON format is written.
 MUSEVAL_FORMAT_VERSION = "0.4.1"
+
+#: The top-level key of cumx's record of what made the scores; museval reads only "targets".
+RECORD_KEY = "cumx_record"
 
 #: Per source, per metric: the frame scores as stored in the JSON (NaN for undefined frames).
 FrameTable = dict[str, dict[str, list[float]]]
@@ -43,8 +49,10 @@ def frame_table(scores: dict[str, np.ndarray], sources: Sequence[str]) -> FrameT
             for i, src in enumerate(sources)}
 
 
-def to_json(frames: FrameTable, config: EvalConfig) -> str:
-    """The per-track JSON in museval's ``TrackStore`` format."""
+def to_json(frames: FrameTable, config: EvalConfig,
+            record: dict[str, Any] | None = None) -> str:
+    """The per-track JSON in museval's ``TrackStore`` format, plus ``record`` under
+    ``RECORD_KEY`` when given."""
     targets = []
     for source, metrics in frames.items():
         count = len(metrics["SDR"])
@@ -52,7 +60,20 @@ def to_json(frames: FrameTable, config: EvalConfig) -> str:
             {"time": i * config.hop_seconds, "duration": config.window_seconds,
              "metrics": {m: metrics[m][i] for m in ("SDR", "SIR", "SAR", "ISR")}}
             for i in range(count)]})
-    return json.dumps({"targets": targets, "museval_version": MUSEVAL_FORMAT_VERSION}, indent=2)
+    data: dict[str, Any] = {"targets": targets, "museval_version": MUSEVAL_FORMAT_VERSION}
+    if record is not None:
+        data[RECORD_KEY] = record
+    return json.dumps(data, indent=2)
+
+
+def read_record(path: Path) -> Any:
+    """The record stored in a score file, or None when it has none (museval's own files, or an
+    unreadable file, which :func:`read_json` then reports)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get(RECORD_KEY) if isinstance(data, dict) else None
 
 
 def read_json(path: Path) -> FrameTable:

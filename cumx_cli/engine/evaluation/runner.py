@@ -2,8 +2,11 @@
 
 The tracks come from :func:`cumx_cli.engine.data.musdb.find_tracks`, their estimates from an
 :class:`~cumx_cli.engine.evaluation.estimators.Estimator`. Each track's scores are written in
-museval's own per-track JSON (:mod:`~cumx_cli.engine.evaluation.museval_format`); tracks that
-have one are skipped unless ``force``, so an interrupted run goes on where it stopped.
+museval's own per-track JSON (:mod:`~cumx_cli.engine.evaluation.museval_format`), with a record
+of what made the scores (:func:`score_record`). A track whose file exists with the same record
+is skipped unless ``force``, so an interrupted run goes on where it stopped; a file made by
+something else (another model, estimates folder or score-changing option, or none recorded) is
+scored again and overwritten, never reused.
 
 As museval's ``eval_mus_track``: the sources present are scored jointly in MUSDB's target order
 (``MUSDB_TARGETS``), and estimates are zero-padded or cut to the reference length.
@@ -11,12 +14,13 @@ As museval's ``eval_mus_track``: the sources present are scored jointly in MUSDB
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -46,6 +50,19 @@ class TrackResult:
     json_path: Path | None = None
     seconds: float = 0.0
     error: str | None = None
+    #: scored again because the existing file was made by something else
+    replaced: bool = False
+
+
+def score_record(estimator: Estimator, config: EvalConfig) -> dict[str, Any]:
+    """What a score file records of what made it: the estimator's record and the
+    ``EvalConfig`` fields that change scores, as the JSON reads them back."""
+    record = {**estimator.record,
+              "eval": {"window_seconds": config.window_seconds,
+                       "hop_seconds": config.hop_seconds,
+                       "filters_len": config.filters_len, "backend": config.backend}}
+    result: dict[str, Any] = json.loads(json.dumps(record))  # tuples as lists, as read back
+    return result
 
 
 def match_length(estimate: torch.Tensor, length: int) -> torch.Tensor:
@@ -123,11 +140,15 @@ def _score_or_read(track: TrackFolder, sources: Sequence[str], estimator: Estima
                    out_dir: Path, config: EvalConfig, force: bool,
                    device: torch.device | None) -> TrackResult:
     path = museval_format.json_path(out_dir, track)
+    record = score_record(estimator, config)
+    replaced = False
     if path.exists() and not force:
-        return TrackResult(track.name, "skipped", museval_format.read_json(path), path)
+        if museval_format.read_record(path) == record:
+            return TrackResult(track.name, "skipped", museval_format.read_json(path), path)
+        replaced = True
     frames = evaluate_track(track, sources, estimator, config, device)
-    museval_format.write_atomic(path, museval_format.to_json(frames, config))
-    return TrackResult(track.name, "scored", frames, path)
+    museval_format.write_atomic(path, museval_format.to_json(frames, config, record))
+    return TrackResult(track.name, "scored", frames, path, replaced=replaced)
 
 
 def evaluate_tracks(tracks: Sequence[TrackFolder], sources: Sequence[str], estimator: Estimator,
@@ -136,7 +157,9 @@ def evaluate_tracks(tracks: Sequence[TrackFolder], sources: Sequence[str], estim
                     events: EvalEvents | None = None) -> list[TrackResult]:
     """Score every track, writing ``out_dir/<subset>/<track>.json``; one failure stops nothing.
 
-    A track whose JSON exists is read back instead of scored, unless ``force``.
+    A track whose JSON exists and records the same :func:`score_record` is read back instead
+    of scored, unless ``force``; one with another record or none is scored again
+    (``TrackResult.replaced``).
     """
     if len(sources) < 2:
         raise EvaluationError(f"BSSEval scores two or more sources jointly, got {list(sources)}")
