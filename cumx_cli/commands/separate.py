@@ -170,7 +170,7 @@ def separate_command(
     spec = OutputSpec(outdir=output, template=filename, fmt=fmt.value, dtype=dtype.value,
                       clip=clip.value, sample_rate=sample_rate, stems=_parse_stems(stems),
                       skip_existing=skip_existing, scratch_memory_bytes=scratch_memory * 2**20)
-    items = collect_inputs(inputs)
+    items = collect_inputs(inputs, output)
     if not items:
         raise ConfigError("no audio files found in the given folder(s)")
     if shard is not None:

@@ -96,7 +96,8 @@ def train_command(
         "--out", help="Run folder: last.pt, best.pt, config.json, metrics.jsonl, curves.png.",
         show_default="runs/<date-time>")] = None,
     resume: Annotated[Optional[Path], typer.Option(  # noqa: UP007
-        "--resume", help="Continue the run in this folder exactly where it stopped.",
+        "--resume", help="Continue the run in this folder exactly where it stopped, on the data it "
+        "recorded.",
         show_default=False)] = None,
     synthetic_data: Annotated[Optional[Path], typer.Option(  # noqa: UP007
         "--synthetic-data", help="Write a small synthetic MUSDB-HQ-layout dataset here (if "
@@ -147,7 +148,7 @@ def train_command(
             weight_decay=weight_decay, patience=patience, seed=seed, workers=workers,
             device=device, amp=amp)
         out = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    root = _data_root(musdb, synthetic_data, out, state)
+    root = _data_root(musdb, synthetic_data, state, resume)
 
     display = _Display(config.epochs, state)
     with display.progress or contextlib.nullcontext():
@@ -172,10 +173,15 @@ def _launch() -> Launch:
                           f"{os.environ.get('LOCAL_RANK')!r}") from None
 
 
-def _data_root(musdb: Path | None, synthetic: Path | None, out: Path, state: CliState) -> Path:
+def _data_root(musdb: Path | None, synthetic: Path | None, state: CliState,
+               resume: Path | None = None) -> Path:
+    """The data folder: ``--musdb``, ``--synthetic-data`` (generated if absent), or for
+    ``--resume`` the one the run recorded."""
+    if synthetic is not None and musdb is not None:
+        raise ConfigError("give --musdb or --synthetic-data, not both")
+    if resume is not None:
+        return _resume_data_root(resume, musdb, synthetic)
     if synthetic is not None:
-        if musdb is not None:
-            raise ConfigError("give --musdb or --synthetic-data, not both")
         if not (synthetic / "train").is_dir():
             from cumx_cli.engine.data.synth import generate_synthetic_musdb
 
@@ -185,3 +191,30 @@ def _data_root(musdb: Path | None, synthetic: Path | None, out: Path, state: Cli
     if musdb is None:
         raise ConfigError("--musdb ROOT is required (or --synthetic-data DIR to try without MUSDB)")
     return musdb
+
+
+def _resume_data_root(run: Path, musdb: Path | None, synthetic: Path | None) -> Path:
+    """The recorded data folder of ``run``; a given one must be the same folder.
+
+    A run of an older cumx records none: it needs ``--musdb``. A recorded folder that no longer
+    exists (moved data) may be replaced by a given one.
+    """
+    from cumx_cli.engine.training.run_folder import recorded_data_root
+
+    given = musdb if musdb is not None else synthetic
+    flag = "--musdb" if musdb is not None else "--synthetic-data"
+    recorded = recorded_data_root(run)
+    if recorded is None:
+        if given is None:
+            raise ConfigError(f"{run}/config.json records no data folder (a run of an older "
+                              f"cumx): resume with --resume {run} --musdb ROOT")
+        return given
+    if given is None:
+        if not recorded.is_dir():
+            raise ConfigError(f"{recorded}, the data of run {run}, no longer exists: resume with "
+                              "--musdb ROOT")
+        return recorded
+    if recorded.is_dir() and given.resolve() != recorded.resolve():
+        raise ConfigError(f"{flag} {given} is not the data run {run} trained on ({recorded}): "
+                          f"leave out {flag} to resume on it, or start a new run with --out")
+    return given

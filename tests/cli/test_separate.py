@@ -125,6 +125,29 @@ def test_folder_input_is_searched_recursively_keeping_sub_paths(model: str) -> N
     assert all(o["status"] == "ok" for o in objs)
 
 
+def test_a_folder_separated_into_itself_twice_skips_its_own_outputs(model: str) -> None:
+    """``cumx separate .`` twice: the second run (with --skip-existing, then without) takes the
+    real tracks again and never ``separated/``'s stems or hidden scratch files."""
+    write_wav(Path("a.wav"), music(1.0))
+    write_wav(Path("sub/b.wav"), music(1.0, seed=1))
+    first = cumx("separate", ".", "-m", model, "--json")
+    assert first.exit_code == 0, show(first)
+    stems = {f"{t}/{s}.wav" for t in ("a", "sub/b") for s in SOURCES}
+    assert files_under(Path("separated")) == stems
+    Path(".a.wav.123.raw").write_bytes(b"scratch")  # a killed run's scratch, and a hidden folder
+    write_wav(Path(".cache/c.wav"), music(1.0, seed=2))
+    inputs = {str(Path("a.wav")), str(Path("sub/b.wav"))}
+    for flags, status in ((["--skip-existing"], "skipped"), ([], "ok")):
+        again = cumx("separate", ".", "-m", model, "--json", *flags)
+        assert again.exit_code == 0, show(again)
+        objs = json_lines(again)
+        assert {o["input"] for o in objs} == inputs and {o["status"] for o in objs} == {status}
+        assert files_under(Path("separated")) == stems  # no separated/separated
+    # -o given as another spelling of a folder inside the input folder: still skipped
+    third = cumx("separate", ".", "-m", model, "--json", "-o", "sub/../separated")
+    assert {o["input"] for o in json_lines(third)} == inputs, show(third)
+
+
 def test_folder_without_audio_is_a_usage_error(model: str) -> None:
     Path("in").mkdir()
     Path("in/readme.md").write_text("# nothing\n")

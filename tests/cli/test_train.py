@@ -30,7 +30,7 @@ def test_synthetic_end_to_end_and_resume(tmp_path: Path) -> None:
                                                               "config.json", "curves.png"}
     again = run("train", "--musdb", "data", "--out", "run", "--epochs", "1", *TINY)
     assert again.exit_code == 2 and "--resume" in again.stderr
-    resumed = run("train", "--resume", "run", "--musdb", "data", "--epochs", "2")
+    resumed = run("train", "--resume", "run", "--epochs", "2")  # the run knows its data
     assert resumed.exit_code == 0, resumed.output
     epochs = [json.loads(x)["epoch"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
@@ -38,6 +38,32 @@ def test_synthetic_end_to_end_and_resume(tmp_path: Path) -> None:
               "run/best.pt", "-o", "stems", "-q")
     assert sep.exit_code == 0, sep.output
     assert len(list((tmp_path / "stems" / "mixture").glob("*.wav"))) == 4
+
+
+@pytest.mark.slow
+def test_resume_uses_the_recorded_data_and_refuses_other_data(tmp_path: Path) -> None:
+    result = run("train", "--synthetic-data", "data", "--out", "run", "--epochs", "1", *TINY)
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "run" / "config.json"
+    assert json.loads(config.read_text())["data_root"] == str((tmp_path / "data").resolve())
+    (tmp_path / "other" / "train").mkdir(parents=True)
+    other = run("train", "--resume", "run", "--musdb", "other", "--epochs", "2")
+    lines = other.stderr.strip().splitlines()
+    assert other.exit_code == 2 and len(lines) == 1, other.output
+    assert "--musdb other" in lines[0] and str((tmp_path / "data").resolve()) in lines[0]
+    same = run("train", "--resume", "run", "--musdb", tmp_path / "data" / ".." / "data",
+               "--epochs", "2")
+    assert same.exit_code == 0, same.output
+    # A run folder of an older cumx records no data: --musdb is still needed, and says so.
+    record = json.loads(config.read_text())
+    del record["data_root"]
+    config.write_text(json.dumps(record))
+    old = run("train", "--resume", "run", "--epochs", "3")
+    lines = old.stderr.strip().splitlines()
+    assert old.exit_code == 2 and len(lines) == 1 and "--musdb ROOT" in lines[0], old.output
+    assert run("train", "--resume", "run", "--musdb", "data", "--epochs", "3").exit_code == 0
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
@@ -94,3 +120,16 @@ def test_statistics_are_cached_under_the_cache_root(tmp_path: Path) -> None:
                  "--cache-dir", "root", *TINY)
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "root" / "stats").glob("*.pt"))) == 1
+
+
+def test_resume_data_root_when_the_recorded_data_moved(tmp_path: Path) -> None:
+    """A recorded data folder that no longer exists: --musdb names its new place."""
+    from cumx_cli.commands.train import _resume_data_root
+    from cumx_cli.engine.errors import ConfigError
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"data_root": str(tmp_path / "gone")}))
+    with pytest.raises(ConfigError, match=r"gone, the data of run .*no longer exists: .*--musdb"):
+        _resume_data_root(tmp_path / "run", None, None)
+    assert _resume_data_root(tmp_path / "run", tmp_path / "new", None) == tmp_path / "new"

@@ -41,6 +41,16 @@ def test_training_dataset_errors_name_what_is_wrong(tmp_path: Path, synthetic_mu
         load_tracks(synthetic_musdb, "train", ("bass", "piano"))
     sf.write(broken / "train" / "song" / "bass.wav", np.zeros((100, 2)), 44100)
     assert [t.name for t in load_tracks(broken, "train", ("bass",))] == ["song"]
+    with pytest.raises(DatasetError, match=r"valid split has no tracks .*musdb's validation "
+                       r"tracks.*split\.json, as \{\"valid\": \[\"track\", \.\.\.\]\}"):
+        load_tracks(broken, "valid", ("bass",))
+    (broken / "split.json").write_text('{"valid": ["elsewhere"]}')
+    with pytest.raises(DatasetError, match=r"none of the names in .*split\.json is a track"):
+        load_tracks(broken, "valid", ("bass",))
+    (broken / "split.json").write_text('{"valid": ["song"]}')
+    assert [t.name for t in load_tracks(broken, "valid", ("bass",))] == ["song"]
+    with pytest.raises(DatasetError, match=r"train split has no tracks .*leave some out of it"):
+        load_tracks(broken, "train", ("bass",))
     (broken / "split.json").write_text("[]")
     with pytest.raises(DatasetError, match=r"split.json: expected \{\"valid\""):
         load_tracks(broken, "valid", ("bass",))

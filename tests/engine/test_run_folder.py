@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -10,7 +11,12 @@ import pytest
 
 from cumx_cli.engine.config import TrainConfig
 from cumx_cli.engine.errors import CheckpointError, ConfigError
-from cumx_cli.engine.training.run_folder import RunFolder, RunState, load_run_config
+from cumx_cli.engine.training.run_folder import (
+    RunFolder,
+    RunState,
+    load_run_config,
+    recorded_data_root,
+)
 
 
 def test_state_records_the_best_epoch_and_counts_the_others() -> None:
@@ -36,14 +42,14 @@ def test_resume_needs_a_run_and_a_new_run_needs_none(tmp_path: Path) -> None:
 
 def test_a_failed_start_removes_only_what_it_wrote(tmp_path: Path) -> None:
     run = RunFolder(tmp_path / "new")
-    run.start(TrainConfig())
+    run.start(TrainConfig(), tmp_path)
     assert (tmp_path / "new" / "config.json").is_file() and run.created
     run.discard_if_unstarted()
     assert not (tmp_path / "new").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     kept = RunFolder(tmp_path / "mine")
-    kept.start(TrainConfig())
+    kept.start(TrainConfig(), tmp_path)
     kept.discard_if_unstarted()  # not created by the run: left alone
     assert (tmp_path / "mine" / "config.json").is_file()
 
@@ -55,6 +61,26 @@ def test_an_unwritable_folder_is_one_error_naming_it(tmp_path: Path) -> None:
     folder.chmod(0o500)
     try:
         with pytest.raises(CheckpointError, match=r"ro: cannot write the run folder"):
-            RunFolder(folder).start(TrainConfig())
+            RunFolder(folder).start(TrainConfig(), tmp_path)
     finally:
         folder.chmod(0o700)
+
+
+def test_config_json_records_the_resolved_data_root(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert recorded_data_root(tmp_path / "run") is None  # no run folder yet
+    RunFolder(tmp_path / "run").start(TrainConfig(), Path("data"))
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["data_root"] == str((tmp_path / "data").resolve())
+    assert TrainConfig.from_dict({k: v for k, v in record.items() if k != "data_root"}) == TrainConfig()
+    assert recorded_data_root(tmp_path / "run") == (tmp_path / "data").resolve()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
+    assert recorded_data_root(tmp_path / "run") is None  # a run of an older cumx
+    (tmp_path / "run" / "config.json").write_text('{"data_root": 3}')
+    with pytest.raises(CheckpointError, match="must be a folder path"):
+        recorded_data_root(tmp_path / "run")
+    (tmp_path / "run" / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match="cannot read the run's config"):
+        recorded_data_root(tmp_path / "run")

@@ -199,11 +199,24 @@ def load_tracks(root: Path, split: Split, sources: tuple[str, ...]) -> list[Trac
         valid = _valid_names(root)
         tracks = [t for t in tracks if (t.name in valid) == (split == "valid")]
     if not tracks:
-        raise DatasetError(f"{root}: the {split} split has no tracks")
+        raise DatasetError(f"{root}: the {split} split has no tracks{_split_hint(root, split)}")
     rates = {t.rate for t in tracks}
     if len(rates) != 1:
         raise DatasetError(f"{root}: tracks have different sample rates {sorted(rates)}")
     return tracks
+
+
+def _split_hint(root: Path, split: Split) -> str:
+    """How to fill an empty train or valid split: which names ``ROOT/split.json`` must hold."""
+    split_file = root / "split.json"
+    if split == "test":
+        return ""
+    if split == "train":
+        return f" ({split_file} puts every track in 'valid': leave some out of it)"
+    if split_file.is_file():
+        return f" (none of the names in {split_file} is a track folder of train/)"
+    return (f" (none of train/'s tracks is one of musdb's validation tracks): name some in "
+            f'{split_file}, as {{"valid": ["track", ...]}}')
 
 
 def _valid_names(root: Path) -> set[str]:

@@ -329,7 +329,7 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
     run = RunFolder(out)
     session, state = _new_session(config, launch, device, root, run, resume, cache_dir, events)
     if launch.rank == 0:
-        run.start(config)
+        run.start(config, root)
     results: list[EpochResult] = []
     try:
         while state.epoch < config.epochs:

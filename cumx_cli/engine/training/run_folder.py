@@ -1,6 +1,7 @@
 """A training run's folder: its config, metrics, curves and checkpoints.
 
-Rank 0 writes, in the run folder: ``config.json`` when the run starts; after every epoch
+Rank 0 writes, in the run folder: ``config.json`` when the run starts (the training config plus
+``data_root``, the resolved data folder, so that ``--resume`` finds the data); after every epoch
 ``last.pt`` and, when the validation loss improved, ``best.pt`` (cumx's training checkpoint
 format, directly usable by ``cumx separate``), ``metrics.jsonl`` (one line per epoch) and
 ``curves.png``. Every file is written through a temporary file renamed into place, so a failed
@@ -33,6 +34,8 @@ from cumx_cli.engine.weights.formats.cumx import load_training_checkpoint, save_
 
 #: Files a run writes before its first checkpoint (removed again if it fails before one).
 _EARLY_FILES = ("config.json", "metrics.jsonl", "curves.png")
+#: The key of ``config.json`` that records the run's data folder (runs of older cumx lack it).
+DATA_ROOT_KEY = "data_root"
 
 
 @dataclass
@@ -70,6 +73,25 @@ def load_run_config(run: Path) -> TrainConfig:
     return TrainConfig.from_dict(load_training_checkpoint(last)["train_config"])
 
 
+def recorded_data_root(run: Path) -> Path | None:
+    """The data folder recorded in ``RUNDIR/config.json``; None for a run of an older cumx.
+
+    Raises:
+        CheckpointError: ``config.json`` exists but is not a JSON object with a string there.
+    """
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: cannot read the run's config ({exc})") from exc
+    root = data.get(DATA_ROOT_KEY) if isinstance(data, dict) else None
+    if root is not None and not isinstance(root, str):
+        raise CheckpointError(f"{path}: {DATA_ROOT_KEY!r} must be a folder path, got {root!r}")
+    return None if root is None else Path(root)
+
+
 class RunFolder:
     """The folder of one run, as rank 0 writes it and ``--resume`` reads it back."""
 
@@ -87,12 +109,14 @@ class RunFolder:
             raise ConfigError(f"{self.path} already holds a run; use --resume {self.path} or "
                               "another --out")
 
-    def start(self, config: TrainConfig) -> None:
-        """Create the folder (if needed) and write ``config.json``."""
+    def start(self, config: TrainConfig, data_root: Path) -> None:
+        """Create the folder (if needed) and write ``config.json``: ``config`` and the resolved
+        ``data_root``."""
         self.created = not self.path.exists()
+        record = {**config.to_dict(), DATA_ROOT_KEY: str(Path(data_root).resolve())}
         with self._writing():
             self.path.mkdir(parents=True, exist_ok=True)
-            _write_text(self.path / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+            _write_text(self.path / "config.json", json.dumps(record, indent=2) + "\n")
 
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: Any) -> RunState:
