@@ -25,12 +25,6 @@ from cumx_cli.engine.audio.io import write_audio
 _DRAW_ORDER = ("bass", "drums", "other", "vocals")
 
 
-def _envelope(n: int, rate: int, rng: np.random.Generator, note: float) -> np.ndarray:
-    t = np.arange(n) / rate
-    phase = (t % note) / note
-    return np.exp(-3.0 * phase) * (rng.random() * 0.5 + 0.5)
-
-
 def _bass(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros(n)
     note = int(rate * rng.uniform(0.25, 0.5))
