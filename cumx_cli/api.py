@@ -26,13 +26,14 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
+from cumx_cli.engine.audio.channels import match_channels
 from cumx_cli.engine.audio.resample import resample
 from cumx_cli.engine.config import InferenceConfig
 from cumx_cli.engine.errors import ConfigError, CumxError
 from cumx_cli.engine.events import DownloadEvents, SeparateEvents
 from cumx_cli.engine.inference.inputs import InputFile
 from cumx_cli.engine.inference.outputs import OutputSpec
-from cumx_cli.engine.inference.pipeline import match_channels, separate_files
+from cumx_cli.engine.inference.pipeline import separate_files
 from cumx_cli.engine.inference.separator import Separator
 from cumx_cli.engine.model import CrossUMX
 from cumx_cli.engine.shapes import check_shape

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
+from cumx_cli.engine.audio.channels import match_channels
 from cumx_cli.engine.audio.io import AudioInfo, probe, read_audio
 from cumx_cli.engine.config import InferenceConfig
 from cumx_cli.engine.data.musdb import TrackFolder
@@ -131,17 +132,10 @@ class SeparatorEstimator:
         if rate != sep.sample_rate:
             raise EvaluationError(f"track {track.name!r}: {mixture_path} is at {rate} Hz, the "
                                   f"model at {sep.sample_rate} Hz")
-        channels, want = mixture.shape[0], sep.num_channels
-        if channels != want:
-            mixture = mixture.expand(want, -1) if channels == 1 else mixture.mean(0, keepdim=True)
-        separated = sep.separate(mixture[None])[0]
-        out = {}
-        for source in sources:
-            stem = separated[list(sep.sources).index(source)]
-            if stem.shape[0] != channels:
-                stem = stem.mean(0, keepdim=True) if channels == 1 else stem.expand(channels, -1)
-            out[source] = stem
-        return out
+        channels = mixture.shape[0]
+        separated = sep.separate(match_channels(mixture, sep.num_channels)[None])[0]
+        return {source: match_channels(separated[list(sep.sources).index(source)], channels)
+                for source in sources}
 
 
 def model_files(path: Path) -> list[Path]:

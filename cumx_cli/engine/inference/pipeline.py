@@ -28,6 +28,7 @@ from typing import Literal
 
 import torch
 
+from cumx_cli.engine.audio.channels import match_channels
 from cumx_cli.engine.audio.io import AudioInfo, AudioWriter, probe, read_blocks
 from cumx_cli.engine.audio.resample import StreamResampler, resampled_length
 from cumx_cli.engine.errors import AudioIOError, ConfigError, CumxError
@@ -74,20 +75,6 @@ class TrackResult:
             "status": self.status,
             "error": self.error,
         }
-
-
-def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """Duplicate mono or average stereo so that ``x`` has ``channels`` (a view where possible).
-
-    Shapes:
-        x:       (..., channel, time)
-        returns: (..., channels, time)
-    """
-    if x.shape[-2] == channels:
-        return x
-    if x.shape[-2] == 1:
-        return x.expand(*x.shape[:-2], channels, x.shape[-1])
-    return x.mean(dim=-2, keepdim=True)
 
 
 def _make_folders(outputs: dict[str, Path], created: list[Path]) -> None:
