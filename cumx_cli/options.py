@@ -72,11 +72,20 @@ def load_model(model: str, cache_dir: Path | None, offline: bool, mirror: str | 
                state: CliState) -> CrossUMX:
     """``--model`` for a command: a checkpoint path, or a published name downloaded on first use
     (with its one stderr line and progress bar, unless ``state`` is quiet)."""
+    from cumx_cli.engine.weights.resolver import load_model as load_file
+
+    return load_file(model_path(model, cache_dir, offline, mirror, state))
+
+
+def model_path(model: str, cache_dir: Path | None, offline: bool, mirror: str | None,
+               state: CliState) -> Path:
+    """The local file or folder of ``--model`` (a published name is downloaded on first use,
+    as :func:`load_model` says)."""
     from cumx_cli.console import DownloadReporter
-    from cumx_cli.engine.weights.resolver import resolve_model
+    from cumx_cli.engine.weights.resolver import resolve_path
 
     with DownloadReporter(state, reason=" (first use)") as reporter:
-        return resolve_model(model, weights_settings(cache_dir, offline, mirror), reporter)
+        return resolve_path(model, weights_settings(cache_dir, offline, mirror), reporter)
 
 
 #: InferenceConfig fields -> the flags of separate and eval that set them (for error messages).

@@ -133,9 +133,11 @@ def eval_command(
                                     batch_size=batch_size, niter=niter, softmask=softmask,
                                     residual=residual, device=device,
                                     wiener_window=wiener_window)  # checked before loading
-        loaded = options.load_model(model or "", cache_dir, offline, mirror, state)
-        record = estimators.model_record(model or "", _model_files(model or "", cache_dir,
-                                                                   offline, mirror), inference)
+        from cumx_cli.engine.weights.resolver import load_model
+
+        path = options.model_path(model or "", cache_dir, offline, mirror, state)
+        loaded = load_model(path)  # a bad checkpoint fails here, before its files are hashed
+        record = estimators.model_record(model or "", estimators.model_files(path), inference)
         estimator, sources = _separator_estimator(model or "", loaded, inference, record)
         what = f"model {model}"
     state.info(f"scoring {what} on {len(selected)} {subset.value} track(s) with the "
@@ -161,18 +163,6 @@ def eval_command(
     if failed and len(results) > 1:  # one track: its own error line says it all
         error_line(f"{failed} of {len(results)} track(s) failed")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
-
-
-def _model_files(model: str, cache_dir: Path | None, offline: bool,
-                 mirror: str | None) -> list[Path]:
-    """The files ``--model`` was loaded from (a path as given, a name from the cache)."""
-    from cumx_cli.engine.evaluation.estimators import model_files
-    from cumx_cli.engine.weights.registry import get_spec
-
-    path = Path(model).expanduser()
-    if not path.exists():  # a published name: resolve_model loaded it from the cache
-        path = options.weights_settings(cache_dir, offline, mirror).model_path(get_spec(model))
-    return model_files(path)
 
 
 def _separator_estimator(model: str, loaded: CrossUMX, inference: InferenceConfig,

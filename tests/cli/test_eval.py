@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from cumx_cli.engine.weights import resolver
+from cumx_cli.engine.weights.formats.cumx import save_model
 from tests.cli.helpers import cumx, show
 from tests.conftest import random_model, tiny_config
 from tests.synthetic_musdb import RATE, SOURCES, estimates, write_musdb
@@ -66,15 +67,17 @@ def test_estimates_are_scored_reported_and_resumed(musdb: Path) -> None:
     assert "scored B - Two" in forced.stderr and "A - One" not in forced.stderr
 
 
-def test_model_is_run_and_published_scores_shown(musdb: Path,
+def test_model_is_run_and_published_scores_shown(musdb: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
+    checkpoint = tmp_path / "as-if-cached.pt"
+    save_model(random_model(tiny_config()), checkpoint)
 
     def fake_resolve(spec: str, settings=None, events=None):  # type: ignore[no-untyped-def]
         calls.append(spec)
-        return random_model(tiny_config())
+        return checkpoint  # the published name, as if downloaded into the cache
 
-    monkeypatch.setattr(resolver, "resolve_model", fake_resolve)
+    monkeypatch.setattr(resolver, "resolve_path", fake_resolve)
     result = cumx("eval", "--musdb", musdb, "--model", "xumx", "--out", "scores",
                   "--tracks", "B - Two", "--chunk", "1", "--overlap", "0.25")
     assert result.exit_code == 0, show(result)

@@ -58,12 +58,24 @@ def load_model(path: Path) -> CrossUMX:
 
 def resolve_model(spec: str, settings: WeightsSettings | None = None,
                   events: DownloadEvents | None = None) -> CrossUMX:
-    """Load ``spec``: a checkpoint file or Open-Unmix folder, or a published model's name.
+    """Load ``spec``: a checkpoint file or Open-Unmix folder, or a published model's name
+    (found by :func:`resolve_path`, then read by :func:`load_model`).
 
-    A path that exists is loaded as it is. Anything else that looks like a path (a separator or a
+    Raises:
+        CheckpointError: as :func:`resolve_path`, or the file cannot be loaded.
+    """
+    return load_model(resolve_path(spec, settings, events))
+
+
+def resolve_path(spec: str, settings: WeightsSettings | None = None,
+                 events: DownloadEvents | None = None) -> Path:
+    """The local file or folder that ``spec`` names: a checkpoint path, or a published model's
+    name.
+
+    A path that exists is taken as it is. Anything else that looks like a path (a separator or a
     checkpoint suffix) is an error naming it. Otherwise ``spec`` is looked up in the registry of
     published models; a model that is not cached is downloaded first (unless ``settings`` says
-    offline), and every cached file is checked against its recorded sha256 before loading.
+    offline), and every cached file is checked against its recorded sha256.
 
     Args:
         spec: a path or a registry name.
@@ -71,14 +83,14 @@ def resolve_model(spec: str, settings: WeightsSettings | None = None,
         events: download progress hooks.
 
     Raises:
-        CheckpointError: the file cannot be loaded; its subclasses for unknown names
+        CheckpointError: no such file; its subclasses for unknown names
             (``UnknownWeightsError``), offline misses, failed downloads and bad checksums.
     """
     from cumx_cli.engine.weights.download import ensure_weights  # networking only when needed
 
     path = Path(spec).expanduser()
     if path.exists():
-        return load_model(path)
+        return path
     if "/" in spec or "\\" in spec or path.suffix in _CHECKPOINT_SUFFIXES:
         raise CheckpointError(f"{spec}: no such model file or folder")
     entry = get_spec(spec)  # unknown names fail here, before any I/O
@@ -86,4 +98,4 @@ def resolve_model(spec: str, settings: WeightsSettings | None = None,
         nnabla.require_h5py()  # before a 142 MB download that could not be read
     settings = settings or WeightsSettings()
     ensure_weights(entry, settings, events=events)
-    return load_model(settings.model_path(entry))
+    return settings.model_path(entry)
