@@ -45,6 +45,8 @@ MUSDB_VALID = (
 #: MUSDB18's targets in musdb's own order (``musdb/configs/mus.yaml``): museval builds its lists,
 #: and so its score files, in this order.
 MUSDB_TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
+#: The subset folders of a MUSDB18(-HQ) root.
+MUSDB_SUBSETS: tuple[str, ...] = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,18 @@ class TrackFolder:
     def stem_path(self, source: str) -> Path:
         """The file of ``source`` (or ``mixture``): ``<folder>/<source>.wav``."""
         return self.folder / f"{source}.wav"
+
+
+def is_track_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a track of the wav layout as :class:`TrackFolder` reads it: it holds
+    ``mixture.wav`` and at least one of the :data:`MUSDB_TARGETS` (``<source>.wav``).
+
+    A folder with only a ``mixture.wav`` is not a track (any song may be called that), and
+    neither is a folder of stems alone (cumx's own output layout).
+    """
+    track = TrackFolder(folder.name, folder.parent.name, folder)
+    return (track.stem_path("mixture").is_file()
+            and any(track.stem_path(s).is_file() for s in MUSDB_TARGETS))
 
 
 def subset_folder(root: Path, subset: str) -> Path:

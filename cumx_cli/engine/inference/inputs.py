@@ -4,16 +4,23 @@ A folder is searched recursively; each file found keeps its path relative to the
 track name, so the output layout mirrors the input tree. The run's own output folder and hidden
 files and folders (cumx's scratch files among them) are never searched, so ``cumx separate .``
 run twice does not separate its own stems.
+
+A MUSDB18-HQ track folder met in the search (``<track>/mixture.wav`` beside its stems,
+:func:`~cumx_cli.engine.data.musdb.is_track_folder`) gives only its mixture, named after the
+folder, so that a data set given as ``ROOT/test``, ``ROOT`` or one track is separated into
+``OUT/<track>/<source>.wav``, the layout ``cumx eval --estimates OUT`` reads, and its reference
+stems are never separated (they would be scored as estimates).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cumx_cli.engine.audio.io import AUDIO_SUFFIXES
+from cumx_cli.engine.data.musdb import MUSDB_SUBSETS, TrackFolder, is_track_folder
 from cumx_cli.engine.errors import ConfigError
 
 
@@ -25,7 +32,45 @@ class InputFile:
     track: str
 
 
+@dataclass(frozen=True)
+class MusdbFolder:
+    """A folder input that holds MUSDB track folders, of which only the mixtures are separated.
+
+    ``tracks`` counts the track folders; ``others`` the other audio files found beside them
+    (separated as in any folder); ``is_track`` says the input is itself one track folder.
+    """
+
+    folder: Path
+    tracks: int
+    others: int = 0
+    is_track: bool = False
+
+    def describe(self) -> str:
+        """One line for the user: the folder was recognised, and what is separated."""
+        if self.is_track:
+            return f"{self.folder}: a MUSDB track folder, separating only its mixture.wav"
+        plural = "s" if self.tracks != 1 else ""
+        line = f"{self.folder}: MUSDB layout, separating only the mixtures of {self.tracks} track{plural}"
+        if self.others:
+            line += f" and {self.others} other audio file{'s' if self.others != 1 else ''}"
+        return line
+
+
+@dataclass(frozen=True)
+class FoundInputs:
+    """What :func:`find_inputs` found: the files to separate, in order, and the folder inputs
+    recognised as MUSDB data (in the order given)."""
+
+    files: list[InputFile]
+    musdb: list[MusdbFolder]
+
+
 def collect_inputs(paths: Iterable[Path], output: Path | None = None) -> list[InputFile]:
+    """The files to separate: :func:`find_inputs` without the MUSDB folders' description."""
+    return find_inputs(paths, output).files
+
+
+def find_inputs(paths: Iterable[Path], output: Path | None = None) -> FoundInputs:
     """Expand folders recursively to their audio files (sorted); keep files as given.
 
     A path that does not exist is kept, so that it is reported as a failed input. In a folder,
@@ -33,30 +78,77 @@ def collect_inputs(paths: Iterable[Path], output: Path | None = None) -> list[In
     files among them) are skipped, and so is ``output``, the run's output folder, with
     everything under it: a folder separated into a folder inside it is not fed its own stems on
     the next run. A folder given as an input is searched even if it lies inside ``output``.
+
+    A MUSDB track folder in a folder input (the input itself or a folder below it) gives only
+    its ``mixture.wav``, and the rest of it is not searched. Its track name is its path relative
+    to the input, less a leading ``train/`` or ``test/`` (so a MUSDB root's tracks are named as
+    ``eval`` names them), or its own name if it is the input. A file given as an input is
+    always separated, whatever its folder.
+
+    Raises:
+        ConfigError: ``output`` lies inside a track folder found, or inside the ``train`` or
+            ``test`` folder holding one: stems written there would join the data set.
     """
     skip = None if output is None else Path(os.path.realpath(output))
     found: list[InputFile] = []
+    musdb: list[MusdbFolder] = []
     for path in paths:
-        if path.is_dir():
-            files = sorted(_audio_files(path, skip))
-            found.extend(InputFile(p, p.relative_to(path).with_suffix("").as_posix()) for p in files)
-        else:
+        if not path.is_dir():
             found.append(InputFile(path, path.stem))
-    return found
+            continue
+        files, tracks = _search(path, skip)
+        if output is not None:
+            _check_output_outside(output, tracks)
+        items = [InputFile(p, p.relative_to(path).with_suffix("").as_posix()) for p in files]
+        items += [InputFile(t.stem_path("mixture"), _track_name(path, t)) for t in tracks]
+        found.extend(sorted(items, key=lambda item: item.path))
+        if tracks:
+            musdb.append(MusdbFolder(path, len(tracks), len(files),
+                                     is_track=tracks[0].folder == path))
+    return FoundInputs(found, musdb)
 
 
-def _audio_files(folder: Path, skip: Path | None) -> Iterator[Path]:
-    """The visible audio files below ``folder``, not descending into hidden folders or ``skip``
-    (a resolved path)."""
+def _search(folder: Path, skip: Path | None) -> tuple[list[Path], list[TrackFolder]]:
+    """The visible audio files below ``folder`` outside track folders, and the track folders,
+    not descending into hidden folders, track folders or ``skip`` (a resolved path)."""
+    files: list[Path] = []
+    tracks: list[TrackFolder] = []
     for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        if "mixture.wav" in filenames and is_track_folder(here):
+            named = Path(os.path.abspath(here))  # "." has no name of its own
+            tracks.append(TrackFolder(named.name, named.parent.name, here))
+            dirnames[:] = []
+            continue
         # Pruned in place, so os.walk never descends into them (symlinks are not followed).
         dirnames[:] = [d for d in dirnames if not d.startswith(".")
-                       and (skip is None or Path(os.path.realpath(os.path.join(dirpath, d))) != skip)]
+                       and (skip is None or Path(os.path.realpath(here / d)) != skip)]
         for name in filenames:
-            file = Path(dirpath) / name
+            file = here / name
             if (not name.startswith(".") and Path(name).suffix.lower() in AUDIO_SUFFIXES
                     and file.is_file()):
-                yield file
+                files.append(file)
+    return files, tracks
+
+
+def _track_name(root: Path, track: TrackFolder) -> str:
+    """The output name of a track folder found in the folder input ``root``."""
+    parts = track.folder.relative_to(root).parts
+    if len(parts) == 2 and parts[0] in MUSDB_SUBSETS:  # ROOT/test/<track>
+        return parts[1]
+    return "/".join(parts) or track.name  # no parts: the input itself
+
+
+def _check_output_outside(output: Path, tracks: list[TrackFolder]) -> None:
+    """Refuse an output folder inside a track folder, or inside the subset folder holding one."""
+    resolved = Path(os.path.realpath(output))
+    for track in tracks:
+        real = Path(os.path.realpath(track.folder))
+        for folder in (real, real.parent) if track.subset in MUSDB_SUBSETS else (real,):
+            if resolved == folder or folder in resolved.parents:
+                raise ConfigError(f"-o/--output {output} lies inside the MUSDB folder {folder}: "
+                                  "stems written there would join the data set; choose an "
+                                  "output folder outside it")
 
 
 def shard(items: list[InputFile], spec: str) -> list[InputFile]:
