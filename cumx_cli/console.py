@@ -1,4 +1,5 @@
-"""Terminal output for the CLI: the stderr console, error rendering and exit codes.
+"""Terminal output for the CLI: the stderr console, error rendering, exit codes and the
+termination signals.
 
 stdout carries results only (``--json`` lines); messages, warnings and progress go to stderr.
 ``-v``/``-q`` are one invocation's :class:`CliState`, kept in the Typer context (``ctx.obj``) by
@@ -9,6 +10,7 @@ the app called from Python) do not see each other's flags.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +37,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: Signals that stop a command the way Ctrl-C does (those of them the platform has).
+TERMINATION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                            if hasattr(signal, name))
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -102,11 +107,81 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+class Terminated(KeyboardInterrupt):
+    """A termination signal (SIGTERM from ``kill``, ``timeout`` or a batch scheduler; SIGHUP
+    from a dropped terminal) raised as an exception by :func:`termination_signals`.
+
+    A ``KeyboardInterrupt``, so that it unwinds through exactly the cleanup Ctrl-C does (the
+    pipeline discards its scratch and aborts its writers, training keeps its last complete
+    checkpoint); :func:`guard` then exits ``128 + signum``, the status of a process the signal
+    killed, which shells and schedulers read.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def signal_name(self) -> str:
+        """``SIGTERM``, ``SIGHUP``, ..."""
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextmanager
+def termination_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread.
+
+    For the ``cumx`` process only (:func:`cumx_cli.app.main`): handlers are process-wide, and
+    the app called in process (tests, Python callers) keeps the caller's. Once one signal is
+    being handled, further SIGTERM/SIGHUP are ignored, so that a second ``kill`` (or a
+    scheduler's repeated warning) cannot break off the cleanup or land outside :func:`guard`
+    as a traceback; SIGKILL still ends a cleanup that hangs, and Ctrl-C stays Ctrl-C.
+
+    A signal outside a command's :func:`guard` (while the arguments are parsed, or after the
+    command returned) still ends the process with ``128 + signum``.
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        for sig in TERMINATION_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        received.append(signum)
+        raise Terminated(signum)
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in TERMINATION_SIGNALS}
+    except ValueError:  # not the main thread: only the main thread can handle signals
+        previous = None
+    if previous is None:
+        yield
+        return
+    try:
+        yield
+    except Terminated as exc:  # the command had finished: the process is ending anyway
+        error_line(f"terminated ({exc.signal_name})")
+        raise SystemExit(exc.exit_code) from None
+    except SystemExit as exc:
+        if received and exc.code != 128 + received[0]:  # e.g. click's "Aborted!" exit 1
+            raise SystemExit(128 + received[0]) from None
+        raise
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
+
+
 def guard(func: F) -> F:
     """Turn engine errors into one line and an exit code, tracebacks only with ``--verbose``.
 
     ``ConfigError`` (a bad option value) exits 2 like any usage error; other ``CumxError``\\ s
-    exit 1; Ctrl-C exits 130; an unexpected exception prints its type and message and exits 1.
+    exit 1; Ctrl-C exits 130, SIGTERM and SIGHUP (:class:`Terminated`) ``128 + signum``; an
+    unexpected exception prints its type and message and exits 1.
     The command takes a ``ctx: typer.Context`` parameter (Typer passes it by keyword), where
     ``--verbose`` is looked up.
     """
@@ -126,6 +201,9 @@ def guard(func: F) -> F:
             _maybe_traceback(ctx)
             error_line(str(exc))
             raise typer.Exit(EXIT_FAILED) from None
+        except Terminated as exc:
+            error_line(f"terminated ({exc.signal_name})")
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             error_line("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None

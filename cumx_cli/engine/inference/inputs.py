@@ -74,7 +74,7 @@ def find_inputs(paths: Iterable[Path], output: Path | None = None) -> FoundInput
     """Expand folders recursively to their audio files (sorted); keep files as given.
 
     A path that does not exist is kept, so that it is reported as a failed input. In a folder,
-    hidden files and folders (a leading dot: cumx's ``.NAME.PID.raw`` and ``.part`` scratch
+    hidden files and folders (a leading dot: cumx's ``.NAME.HOST.PID.raw`` and ``.part`` scratch
     files among them) are skipped, and so is ``output``, the run's output folder, with
     everything under it: a folder separated into a folder inside it is not fed its own stems on
     the next run. A folder given as an input is searched even if it lies inside ``output``.

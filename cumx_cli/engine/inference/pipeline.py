@@ -13,8 +13,9 @@ Per input file:
    the clip policy (:mod:`.outputs`), encoded to a temporary name and renamed into place.
 
 The inputs come from :mod:`.inputs`. Scratch and temporary files are hidden
-(``.<name>.<pid>.raw`` / ``.part``) beside the final file and removed on failure, so no
-half-written stem ever sits at a final path.
+(``.<name>.<host>.<pid>.raw`` / ``.part``) beside the final file and removed on failure, so no
+half-written stem ever sits at a final path; those that a killed run (SIGKILL, power loss) left
+in a track's folders are removed when a later run writes there.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from cumx_cli.engine.audio.io import AudioInfo, AudioWriter, probe, read_blocks
 from cumx_cli.engine.audio.resample import StreamResampler, resampled_length
 from cumx_cli.engine.errors import AudioIOError, ConfigError, CumxError
 from cumx_cli.engine.events import NoSeparateEvents, SeparateEvents
+from cumx_cli.engine.files import remove_stale_scratch
 from cumx_cli.engine.inference.chunking import OverlapAdd
 from cumx_cli.engine.inference.inputs import InputFile
 from cumx_cli.engine.inference.outputs import (
@@ -86,13 +88,31 @@ def _make_folders(outputs: dict[str, Path], created: list[Path]) -> None:
         created += [d for d in missing if d not in created]
 
 
+class _Leftovers:
+    """Removes what killed runs left in the output folders (their scratch can be gigabytes),
+    once per folder and run: many tracks may share one folder (``--filename``).
+
+    Only files of this host's processes that no longer run go
+    (:func:`~cumx_cli.engine.files.remove_stale_scratch`); a removal never fails a track.
+    """
+
+    def __init__(self) -> None:
+        self._done: set[Path] = set()
+
+    def remove(self, outputs: dict[str, Path]) -> None:
+        for folder in dict.fromkeys(path.parent for path in outputs.values()):
+            if folder not in self._done:
+                self._done.add(folder)
+                remove_stale_scratch(folder)
+
+
 class _FileTrack:
     """A :class:`~cumx_cli.engine.inference.separator.TrackJob` that streams one file in and
     its stems out."""
 
     def __init__(self, item: InputFile, info: AudioInfo, outputs: dict[str, Path],
                  separator: Separator, spec: OutputSpec, events: SeparateEvents,
-                 budget: ScratchBudget) -> None:
+                 budget: ScratchBudget, leftovers: _Leftovers) -> None:
         self.item, self.info, self.outputs = item, info, outputs
         self.separator, self.spec, self.events = separator, spec, events
         self.model_rate = separator.sample_rate
@@ -113,6 +133,7 @@ class _FileTrack:
         self._new_dirs: list[Path] = []
         try:
             _make_folders(outputs, self._new_dirs)
+            leftovers.remove(outputs)
             self._scratch.open()
         except OSError as exc:
             self._cleanup()
@@ -217,8 +238,8 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
     """Separate every input to stem files; a failing input does not stop the others.
 
     Inputs are opened one after another as the separator asks for more chunks, so several may
-    be open at once (their chunks share batches). An interruption (Ctrl-C) removes what the
-    open tracks wrote.
+    be open at once (their chunks share batches). An interruption (a ``KeyboardInterrupt``:
+    Ctrl-C, or SIGTERM/SIGHUP under the ``cumx`` command) removes what the open tracks wrote.
 
     Returns:
         One :class:`TrackResult` per input, in input order.
@@ -236,11 +257,13 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
     claims = OutputClaims(inputs)
     open_tracks: dict[int, _FileTrack] = {}
     budget = ScratchBudget(spec.scratch_memory_bytes)
+    leftovers = _Leftovers()
 
     def tracks() -> Iterator[_FileTrack]:
         for n, item in enumerate(inputs):
             try:
-                track = _open_track(item, sources, spec, separator, events, claims, budget)
+                track = _open_track(item, sources, spec, separator, events, claims, budget,
+                                    leftovers)
             except CumxError as exc:
                 track = TrackResult(item.path, "error", error=str(exc), cause=exc)
             if isinstance(track, TrackResult):  # failed or skipped before any work
@@ -265,7 +288,7 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
 
 def _open_track(item: InputFile, sources: tuple[str, ...], spec: OutputSpec,
                 separator: Separator, events: SeparateEvents, claims: OutputClaims,
-                budget: ScratchBudget) -> _FileTrack | TrackResult:
+                budget: ScratchBudget, leftovers: _Leftovers) -> _FileTrack | TrackResult:
     """The track job of one input, or its ``skipped`` result when its stems all exist.
 
     Raises:
@@ -276,4 +299,4 @@ def _open_track(item: InputFile, sources: tuple[str, ...], spec: OutputSpec,
     if spec.skip_existing and all(p.exists() for p in outputs.values()):
         return TrackResult(item.path, "skipped", outputs)
     info = probe(item.path)
-    return _FileTrack(item, info, outputs, separator, spec, events, budget)
+    return _FileTrack(item, info, outputs, separator, spec, events, budget, leftovers)

@@ -9,7 +9,6 @@ write and a read of every sample but keeps memory bounded whatever the length.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from cumx_cli.engine.config import DEFAULT_SCRATCH_MIB
+from cumx_cli.engine.files import hidden_path
 
 #: Default budget, in bytes, for holding separated stems in memory until a track is done (all
 #: open tracks together).
@@ -119,13 +119,15 @@ class MemoryScratch:
 
 class FileScratch:
     """A track's final stem samples in hidden raw float32 files beside the outputs, interleaved
-    by frame (``.<name>.<pid>.raw``); deleted once encoded, or on failure.
+    by frame (``.<name>.<host>.<pid>.raw``); deleted once encoded, or on failure.
 
-    The process id in the name keeps a killed run's leftovers apart from a rerun's files.
+    The host and process id in the name keep a killed run's leftovers apart from a rerun's
+    files, also when several machines write into one shared folder; a later run removes the
+    leftovers (:func:`cumx_cli.engine.files.remove_stale_scratch`).
     """
 
     def __init__(self, outputs: dict[str, Path], channels: int) -> None:
-        self.paths = [path.with_name(f".{path.name}.{os.getpid()}.raw") for path in outputs.values()]
+        self.paths = [hidden_path(path, "raw") for path in outputs.values()]
         self.channels = channels
         self.files: list[BinaryIO] = []
 
