@@ -7,7 +7,10 @@ from typing import Annotated
 import typer
 
 from cumx_cli import __version__
-from cumx_cli.console import CliState, setup_logging
+from cumx_cli.console import CliState, setup_logging, termination_signals
+from cumx_cli.help_text import plain_flags
+
+plain_flags()  # flags show no "<bool>" in --help (typer 0.29 prints one)
 
 app = typer.Typer(
     name="cumx",
@@ -74,5 +77,12 @@ def _tune_allocator() -> None:
 
 
 def main() -> None:
+    """The ``cumx`` command. SIGTERM and SIGHUP stop it as Ctrl-C does, with nothing left behind
+    (:func:`~cumx_cli.console.termination_signals`); installed here, for the process, and never
+    for the ``app`` called in process."""
+    from cumx_cli.threads import tune_threads
+
+    tune_threads()
     _tune_allocator()
-    app()
+    with termination_signals():
+        app()
