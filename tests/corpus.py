@@ -209,6 +209,7 @@ CHECKPOINTS: list[Case] = [
     Case("text-checkpoint", "checkpoint", "model.pt", _text_checkpoint),
     Case("random-bytes-checkpoint", "checkpoint", "model.pth", _random_bytes),
     Case("unrelated-tensors", "checkpoint", "model.pt", _unrelated_tensors),
+    Case("audio-as-checkpoint", "checkpoint", "song.wav", _good),  # the song given as -m
 ]
 
 

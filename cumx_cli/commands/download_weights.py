@@ -41,7 +41,7 @@ def _list(settings: WeightsSettings) -> None:
 def download_weights_command(
     ctx: typer.Context,
     names: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP007 - typer needs Optional
-        help="Published model names (see --list).", show_default=False)] = None,
+        metavar="NAME", help="Published model names (see --list).", show_default=False)] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every published model.")] = False,
     list_models: Annotated[bool, typer.Option(
         "--list", help="List the published models: name, size, cached or not, license, "

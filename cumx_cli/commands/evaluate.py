@@ -114,6 +114,7 @@ def eval_command(
     from cumx_cli.engine.data.musdb import MUSDB_TARGETS, find_tracks
     from cumx_cli.engine.device import resolve_device
     from cumx_cli.engine.evaluation import estimators, report, runner
+    from cumx_cli.engine.inference.outputs import check_output_folder
 
     state = command_state(ctx, verbose=verbose, quiet=quiet)
     if (model is None) == (estimates is None):
@@ -123,6 +124,7 @@ def eval_command(
         config = EvalConfig(backend=backend.value)
     eval_device = resolve_device(device, float64=True)  # BSSEval computes in float64
     selected = find_tracks(musdb, subset.value, tracks or None)
+    check_output_folder(out)  # before a model loads (or downloads) only to fail at the first score
     estimator: Estimator
     if estimates is not None:
         estimator = estimators.EstimatesFolder(estimates, config.max_length_mismatch_seconds)

@@ -22,6 +22,7 @@ from cumx_cli.console import (
     guard,
     stderr,
 )
+from cumx_cli.engine.audio.formats import READ_FORMATS
 from cumx_cli.engine.config import DEFAULT_SCRATCH_MIB, DEFAULT_TEMPLATE
 from cumx_cli.engine.errors import ConfigError
 from cumx_cli.options import CacheDir, Mirror, Offline
@@ -29,6 +30,8 @@ from cumx_cli.options import CacheDir, Mirror, Offline
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from cumx_cli.engine.inference.inputs import InputFile
+    from cumx_cli.engine.inference.outputs import OutputSpec
     from cumx_cli.engine.inference.pipeline import TrackResult
 
 
@@ -96,6 +99,37 @@ def _parse_stems(stems: str | None) -> tuple[str, ...] | None:
     return names
 
 
+def _check_before_loading(items: list[InputFile], spec: OutputSpec, events: _CliEvents) -> None:
+    """Fail before the model loads (or downloads) when nothing could come of the run: the
+    output folder cannot be written, or no input can be opened (each one is reported as the
+    pipeline would: a line, and its ``--json`` object). Inputs that only some of fail are left
+    to the pipeline, which reports them among the others.
+    """
+    import os
+
+    from cumx_cli.engine.audio.io import probe
+    from cumx_cli.engine.errors import CumxError
+    from cumx_cli.engine.inference.outputs import check_output_folder
+    from cumx_cli.engine.inference.pipeline import TrackResult
+
+    check_output_folder(spec.outdir)
+    failures = []
+    for item in items:
+        if os.access(item.path, os.R_OK):
+            return
+        try:
+            probe(item.path)  # the reason, in the words the pipeline would use
+        except CumxError as exc:
+            failures.append(TrackResult(item.path, "error", error=str(exc), cause=exc))
+        else:
+            return
+    for result in failures:
+        events.track_finished(result)
+    if len(items) > 1:
+        error_line(f"{len(items)} of {len(items)} input(s) failed")
+    raise typer.Exit(EXIT_FAILED)
+
+
 def _progress(state: CliState) -> Progress | None:
     """Chunk progress bars on stderr, on terminals unless ``--quiet``."""
     if not state.live:
@@ -109,7 +143,7 @@ def _progress(state: CliState) -> Progress | None:
 def separate_command(
     ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(
-        help="Audio files (wav, flac, ogg, mp3) or folders, searched recursively.",
+        metavar="INPUT", help=f"Audio files ({READ_FORMATS}) or folders, searched recursively.",
         show_default=False, readable=False)],  # an unreadable input fails alone, not the run
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("separated"),
     filename: Annotated[str, typer.Option(
@@ -128,7 +162,9 @@ def separate_command(
     overlap: options.Overlap = options.DEFAULT_OVERLAP,
     batch_size: options.BatchSize = options.DEFAULT_BATCH_SIZE,
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.wav,
-    dtype: Annotated[Dtype, typer.Option(help="Sample type of wav/flac output.")] = Dtype.int16,
+    dtype: Annotated[Dtype, typer.Option(
+        help="Sample type of wav output (int16, int24, float32) and flac output (int16, "
+        "int24); mp3 ignores it.")] = Dtype.int16,
     clip: Annotated[Clip, typer.Option(
         help="rescale: one gain for all stems of a track, only if a stem exceeds full scale; "
         "clamp: clip samples; none: leave float32 untouched.")] = Clip.rescale,
@@ -157,7 +193,9 @@ def separate_command(
 
     Exit status: 0 when every input succeeded or was skipped; 1 when any failed (the others are still processed); 2 for usage errors.
     """
-    from cumx_cli.engine.inference.inputs import collect_inputs
+    from rich.markup import escape
+
+    from cumx_cli.engine.inference.inputs import find_inputs
     from cumx_cli.engine.inference.inputs import shard as shard_inputs
     from cumx_cli.engine.inference.outputs import OutputSpec
     from cumx_cli.engine.inference.pipeline import separate_files
@@ -170,7 +208,10 @@ def separate_command(
     spec = OutputSpec(outdir=output, template=filename, fmt=fmt.value, dtype=dtype.value,
                       clip=clip.value, sample_rate=sample_rate, stems=_parse_stems(stems),
                       skip_existing=skip_existing, scratch_memory_bytes=scratch_memory * 2**20)
-    items = collect_inputs(inputs, output)
+    found = find_inputs(inputs, output)
+    for folder in found.musdb:
+        state.info(escape(folder.describe()))
+    items = found.files
     if not items:
         raise ConfigError("no audio files found in the given folder(s)")
     if shard is not None:
@@ -179,6 +220,7 @@ def separate_command(
             state.info(f"shard {shard}: no inputs in this share")
             raise typer.Exit(EXIT_OK)
 
+    _check_before_loading(items, spec, _CliEvents(state, None, as_json))
     separator = Separator(options.load_model(model, cache_dir, offline, mirror, state), inference)
     state.info(f"model {model} ({', '.join(separator.sources)}) on {separator.device}; "
                f"{len(items)} input(s) -> {output}")

@@ -52,8 +52,12 @@ class WeightsError(CheckpointError):
     """A published model's weights cannot be found, downloaded or verified."""
 
 
-class UnknownWeightsError(WeightsError):
-    """The name is not in the registry of published models."""
+class UnknownWeightsError(WeightsError, ConfigError):
+    """The name is not in the registry of published models.
+
+    Also a :class:`ConfigError`: a name that does not exist is a bad option value (the command
+    line exits 2 for it, as for any usage error), not a failed download.
+    """
 
 
 class WeightsNotCachedError(WeightsError):

@@ -67,6 +67,7 @@ CHECKPOINT_PROBLEM = {
     "text-checkpoint": "not a PyTorch checkpoint",
     "random-bytes-checkpoint": "not a PyTorch checkpoint",
     "unrelated-tensors": "unrecognised checkpoint",
+    "audio-as-checkpoint": "this is an audio file (WAV), not a model checkpoint",
 }
 DISK_FULL = os.strerror(28)  # ENOSPC: "No space left on device"
 
@@ -219,7 +220,8 @@ def test_separate_output(model: str, song: Path, case: Case) -> None:
     out = case.build(Path("."))
     result = run_on(case, out, "separate", song, "-o", out, "-m", model)
     assert result.exit_code == 1, show(result)
-    line = the_error(result, out / song.stem)
+    # an unwritable folder is found before the model loads; a full disk when a stem is written
+    line = the_error(result, out / song.stem if case.simulate else f"{out}: cannot")
     if case.simulate is not None:
         assert DISK_FULL in line, show(result)
     assert list(out.iterdir()) == [] if out.is_dir() else not out.exists()
@@ -400,7 +402,7 @@ def test_offline_with_a_corrupt_cached_file(server: FakeZenodo, song: Path, comm
 
 
 @pytest.mark.parametrize(("args", "code", "mentions"), [
-    (["xumz"], 1, ["unknown model", "'xumz'", "did you mean 'xumx'"]),
+    (["xumz"], 2, ["unknown model", "'xumz'", "did you mean 'xumx'"]),
     (["xumx", "--offline"], 1, ["cumx download-weights xumx", "cache/weights/xumx"]),
     ([], 2, ["--all"]),
 ], ids=["unknown-name", "offline-nothing-cached", "no-name"])

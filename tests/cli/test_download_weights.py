@@ -78,8 +78,8 @@ def test_cache_dir_flag_overrides_the_environment(server: FakeZenodo, tmp_path: 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (("--force",), 2, "--all"),
     (("xumx", "--all"), 2, "--all"),
-    (("xumz",), 1, "did you mean 'xumx'"),
-    (("xumx", "nope"), 1, "unknown model 'nope'"),
+    (("xumz",), 2, "did you mean 'xumx'"),
+    (("xumx", "nope"), 2, "unknown model 'nope'"),
 ], ids=["no-name", "name-and-all", "typo", "one-unknown"])
 def test_usage_and_unknown_names(server: FakeZenodo, args: tuple[str, ...], code: int, message: str) -> None:
     result = cumx("download-weights", *args)

@@ -20,14 +20,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from cumx_cli.engine.audio.formats import AUDIO_SUFFIXES as AUDIO_SUFFIXES  # re-exported
 from cumx_cli.engine.errors import AudioIOError, ConfigError
 from cumx_cli.engine.files import disk_full_reason, temp_path
 
 OutputFormat = Literal["wav", "flac", "mp3"]
 SampleType = Literal["int16", "int24", "float32"]
 
-#: Suffixes searched for when a folder is given as input.
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".oga", ".opus"})
 
 _SUBTYPES: dict[tuple[str, str], str] = {
     ("wav", "int16"): "PCM_16",

@@ -4,6 +4,7 @@ output paths of each input (never an input, never another input's), and the clip
 
 from __future__ import annotations
 
+import os
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import torch
 
 from cumx_cli.engine.audio.io import OutputFormat, SampleType, subtype_for
 from cumx_cli.engine.config import DEFAULT_TEMPLATE
-from cumx_cli.engine.errors import ConfigError
+from cumx_cli.engine.errors import AudioIOError, ConfigError
 from cumx_cli.engine.inference.inputs import InputFile
 from cumx_cli.engine.inference.scratch import MEMORY_SCRATCH_BYTES
 
@@ -54,6 +55,26 @@ class OutputSpec:
             raise ConfigError(f"--sample-rate must be positive, got {self.sample_rate}")
         if self.scratch_memory_bytes < 0:
             raise ConfigError(f"scratch_memory_bytes must be 0 or more, got {self.scratch_memory_bytes}")
+
+
+def check_output_folder(outdir: Path) -> None:
+    """Fail now if stems could not be written under ``outdir`` (created later, when the first
+    track is done), so that a run does not load, or download, a model only to fail then.
+
+    The nearest existing folder on the way must be a folder this process may create entries in.
+    A full disk is not caught here: it shows when a stem is written.
+
+    Raises:
+        AudioIOError: a file is in the way, or the folder is not writable (named).
+    """
+    existing = Path(outdir)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # a relative path ends at ".", which exists
+    if not existing.is_dir():
+        raise AudioIOError(f"{outdir}: cannot create the output folder: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == Path(outdir) else f" ({existing})"
+        raise AudioIOError(f"{outdir}: cannot write to the output folder{where}: permission denied")
 
 
 def check_template(template: str) -> None:

@@ -76,8 +76,8 @@ def ensure_weights(spec: WeightsSpec, settings: WeightsSettings, *, force: bool 
         if settings.offline:
             raise WeightsNotCachedError(
                 f"model {spec.name!r} is not in the cache ({settings.model_dir(spec)}) and "
-                f"CUMX_OFFLINE is set; run: cumx download-weights {spec.name} (on a machine with "
-                f"network, then copy {settings.model_dir(spec)} here)"
+                f"offline mode is on (--offline or CUMX_OFFLINE); run: cumx download-weights "
+                f"{spec.name} (on a machine with network, then copy {settings.model_dir(spec)} here)"
             )
         expected = expectations(spec, todo, settings)
         sizes = [expected[f].size for f in todo]

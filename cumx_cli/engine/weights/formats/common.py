@@ -65,6 +65,9 @@ def read_torch_file(path: Path) -> Any:
         CheckpointError: not a PyTorch file, or a damaged one.
     """
     path = Path(path)
+    kind = _media_kind(path)
+    if kind is not None:
+        raise CheckpointError(f"{path}: this is {kind}, not a model checkpoint")
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": not the user's concern
@@ -79,8 +82,53 @@ def read_torch_file(path: Path) -> Any:
             ) from exc
         raise CheckpointError(f"{path}: not a PyTorch checkpoint or it is damaged") from exc
     except Exception as exc:  # noqa: BLE001 - a damaged pickle raises anything (KeyError, ...)
+        if not _starts_like_torch(path):  # the loader's own words (an IndexError...) mean nothing here
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor "
+                                  "a pickle)") from exc
         raise CheckpointError(f"{path}: not a PyTorch checkpoint or it is damaged "
                               f"({first_line(exc)})") from exc
+
+
+#: File signatures of media that users give as ``--model`` by mistake: (offset, bytes, what).
+_MEDIA_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (8, b"WAVE", "an audio file (WAV)"),
+    (0, b"fLaC", "an audio file (FLAC)"),
+    (0, b"OggS", "an audio file (Ogg)"),
+    (0, b"ID3", "an audio file (MP3)"),
+    (8, b"AIFF", "an audio file (AIFF)"),
+    (8, b"AIFC", "an audio file (AIFF)"),
+    (4, b"ftyp", "an audio or video file (MP4/M4A)"),
+    (0, b"\x1aE\xdf\xa3", "an audio or video file (Matroska/WebM)"),
+)
+
+
+def _head(path: Path, size: int = 16) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def _media_kind(path: Path) -> str | None:
+    """What media ``path`` holds, by its first bytes (a WAV, an MP4...), or None.
+
+    MPEG audio without an ID3 tag starts with a frame sync (11 set bits), which a torch file
+    (a zip archive, or a pickle starting with 0x80) never does.
+    """
+    head = _head(path)
+    for offset, signature, what in _MEDIA_SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            return what
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "an audio file (MPEG audio)"
+    return None
+
+
+def _starts_like_torch(path: Path) -> bool:
+    """Whether ``path`` starts as a torch file does: a zip archive, or a pickle (0x80, protocol)."""
+    head = _head(path, 4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def _listed(keys: list[str]) -> str:
