@@ -88,7 +88,7 @@ def test_bad_files(tmp_path: Path) -> None:
     (tmp_path / "empty.wav").write_bytes(b"")
     _expect(tmp_path / "empty.wav", "the file is empty")
     (tmp_path / "text.mp3").write_text("not audio at all\n" * 20)
-    _expect(tmp_path / "text.mp3", "not a readable audio file")
+    _expect(tmp_path / "text.mp3", "not a readable audio or video file")
     sf.write(tmp_path / "zero.wav", np.zeros((0, 2), np.float32), 44100)
     _expect(tmp_path / "zero.wav", "no audio samples")
     sf.write(tmp_path / "six.wav", np.zeros((100, 6), np.float32), 44100)

@@ -1,4 +1,5 @@
-"""Reading and writing audio files with soundfile (libsndfile): WAV, FLAC, OGG and MP3.
+"""Reading and writing audio files: libsndfile (WAV, FLAC, OGG, MP3, AIFF) where it reads the
+file, FFmpeg through PyAV (:mod:`.decode`) for everything else.
 
 Reading is streamed in blocks and validated on the way (channel count, NaN/infinite samples,
 truncation), so a file of any length is never held in memory at once. Writing goes to a hidden
@@ -11,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
@@ -47,13 +49,15 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int
+    #: Who decodes it: ``"sndfile"`` (libsndfile) or ``"ffmpeg"`` (PyAV, :mod:`.decode`).
+    decoder: str = "sndfile"
 
     @property
     def seconds(self) -> float:
         return self.frames / self.sample_rate
 
 
-def _open(path: Path) -> sf.SoundFile:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise AudioIOError(f"{path}: no such file")
     if path.is_dir():
@@ -62,11 +66,23 @@ def _open(path: Path) -> sf.SoundFile:
         raise AudioIOError(f"{path}: permission denied (the file is not readable)")
     if path.stat().st_size == 0:
         raise AudioIOError(f"{path}: the file is empty")
+
+
+def _sndfile(path: Path) -> sf.SoundFile | None:
+    """The file opened with libsndfile, or None when libsndfile does not read its format."""
     try:
         with _quiet_native_stderr():
             return sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioIOError(f"{path}: not a readable audio file (unknown format, or corrupt)") from exc
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None
+
+
+def _open(path: Path) -> sf.SoundFile:
+    _check_file(path)
+    f = _sndfile(path)
+    if f is None:
+        raise AudioIOError(f"{path}: not a readable audio file (unknown format, or corrupt)")
+    return f
 
 
 @contextlib.contextmanager
@@ -91,26 +107,41 @@ def _quiet_native_stderr() -> Iterator[None]:
 
 
 def probe(path: Path) -> AudioInfo:
-    """Read and validate a file's header.
+    """Read and validate a file's header; which library decodes it is chosen here, by content.
+
+    libsndfile reads what it recognises (WAV, FLAC, OGG, MP3, AIFF: exact, and fast to seek)
+    with one or two channels; FFmpeg, through PyAV (:mod:`.decode`), reads everything else: AAC
+    and ALAC ``.m4a``, video files, WMA, a ``.mp3`` that is really AAC, a WAV that libsndfile
+    refuses, and files of more than two channels, which it downmixes to stereo (the returned
+    :class:`~cumx_cli.engine.audio.decode.FFmpegAudioInfo` says so in ``downmixed_from``).
 
     Raises:
-        AudioIOError: missing, unreadable, empty, undecodable, truncated (WAV), no samples,
-            or more than two channels.
+        AudioIOError: missing, unreadable, empty, undecodable, truncated, no samples, no audio
+            stream (named, one line).
     """
-    with _open(path) as f:
+    path = Path(path)
+    _check_file(path)
+    f = _sndfile(path)
+    if f is None:
+        return _ffmpeg().probe(path)
+    with f:
         info = AudioInfo(path=path, sample_rate=int(f.samplerate), channels=int(f.channels),
                          frames=int(f.frames))
         if f.format in ("WAV", "WAVEX", "RF64") and _SHOULD_BE.search(f.extra_info or ""):
             raise AudioIOError(f"{path}: the file is truncated (its header promises more audio "
                                "than the file holds)")
     if info.channels > 2:
-        raise AudioIOError(
-            f"{path}: has {info.channels} channels; only mono and stereo are supported "
-            "(downmix first, e.g. ffmpeg -i IN -ac 2 OUT.wav)"
-        )
+        return _ffmpeg().probe(path)  # downmixed to stereo, as FFmpeg does
     if info.frames <= 0:
         raise AudioIOError(f"{path}: contains no audio samples")
     return info
+
+
+def _ffmpeg() -> ModuleType:
+    """:mod:`.decode`, imported when first needed (PyAV takes about 0.1 s to import)."""
+    from cumx_cli.engine.audio import decode
+
+    return decode
 
 
 def read_blocks(info: AudioInfo, block_frames: int = 1 << 18) -> Iterator[torch.Tensor]:
@@ -119,6 +150,9 @@ def read_blocks(info: AudioInfo, block_frames: int = 1 << 18) -> Iterator[torch.
     Shapes:
         yields: (channel, time) float32
     """
+    if info.decoder == "ffmpeg":
+        yield from _ffmpeg().read_blocks(info, block_frames)
+        return
     read = 0
     with _open(info.path) as f:
         while read < info.frames:
@@ -153,8 +187,15 @@ def read_excerpt(path: Path, start: int, frames: int) -> torch.Tensor:
     Shapes:
         returns: (channel, frames) float32
     """
+    f = _sndfile(Path(path))
+    if f is None or f.channels > 2:
+        if f is not None:
+            f.close()
+        return _ffmpeg().read_excerpt(Path(path), start, frames)
     try:
-        array, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        with f, _quiet_native_stderr():
+            f.seek(min(start, f.frames))
+            array = f.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioIOError(f"{path}: cannot read ({exc})") from exc
     if array.shape[0] < frames:
@@ -181,6 +222,7 @@ def subtype_for(fmt: OutputFormat, dtype: SampleType) -> str:
 
 class AudioWriter:
     """Write a file block by block to a temporary name; :meth:`commit` renames it into place.
+    ``tags`` (title, artist, album) go where the format keeps them (WAV INFO, FLAC comments).
 
     Integer formats are always clamped to [-1, 1] before encoding: libsndfile would otherwise
     wrap out-of-range floats around. Use as a context manager: leaving it without
@@ -188,7 +230,7 @@ class AudioWriter:
     """
 
     def __init__(self, final: Path, sample_rate: int, channels: int, fmt: OutputFormat,
-                 dtype: SampleType) -> None:
+                 dtype: SampleType, tags: Mapping[str, str] | None = None) -> None:
         self.final = final
         self.tmp = temp_path(final)
         self.clamp = fmt == "mp3" or dtype != "float32"
@@ -197,6 +239,9 @@ class AudioWriter:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
                                       subtype=subtype_for(fmt, dtype), format=_CONTAINERS[fmt])
+            for key in ("title", "artist", "album"):  # WAV INFO chunk, FLAC Vorbis comments
+                if tags and tags.get(key):
+                    setattr(self._file, key, tags[key])
         except OSError as exc:
             raise AudioIOError(f"{final.parent}: cannot write there ({exc.strerror or exc})") from exc
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
