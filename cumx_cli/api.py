@@ -127,7 +127,7 @@ def separate_file(path: str | Path, out_dir: str | Path, *, model: ModelLike = D
     the input's rate and channel count; each appears at its final path only when complete.
 
     Args:
-        path: the audio file (wav, flac, ogg, mp3).
+        path: the audio file (any format ``cumx separate`` reads: WAV, FLAC, MP3, M4A, video...).
         out_dir: the output folder (replaces ``output.outdir``).
         model: see :data:`ModelLike`.
         config: chunking, batching, Wiener options and device (not with a ``Separator``).

@@ -19,10 +19,12 @@ from cumx_cli.console import (
     CliState,
     command_state,
     error_line,
+    flag_names,
     guard,
     stderr,
+    warn_line,
 )
-from cumx_cli.engine.audio.formats import READ_FORMATS
+from cumx_cli.engine.audio.formats import BITRATE_DEFAULTS, READ_FORMATS
 from cumx_cli.engine.config import DEFAULT_SCRATCH_MIB, DEFAULT_TEMPLATE
 from cumx_cli.engine.errors import ConfigError
 from cumx_cli.options import CacheDir, Mirror, Offline
@@ -39,6 +41,14 @@ class Format(str, Enum):
     wav = "wav"
     flac = "flac"
     mp3 = "mp3"
+    ogg = "ogg"
+    opus = "opus"
+    m4a = "m4a"
+
+
+class OtherMethod(str, Enum):
+    add = "add"
+    minus = "minus"
 
 
 class Dtype(str, Enum):
@@ -69,6 +79,9 @@ class _CliEvents:
     def track_started(self, path: Path, num_chunks: int) -> None:
         if self.progress is not None:
             self.tasks[path] = self.progress.add_task(path.name, total=num_chunks)
+
+    def track_warning(self, path: Path, message: str) -> None:
+        warn_line(message)
 
     def chunk_done(self, path: Path) -> None:
         if self.progress is not None and path in self.tasks:
@@ -130,6 +143,15 @@ def _check_before_loading(items: list[InputFile], spec: OutputSpec, events: _Cli
     raise typer.Exit(EXIT_FAILED)
 
 
+def _parse_ext(ext: str | None) -> tuple[str, ...]:
+    if ext is None:
+        return ()
+    names = tuple(f".{e.strip().lstrip('.').lower()}" for e in ext.split(",") if e.strip())
+    if not names:
+        raise ConfigError("--ext needs at least one suffix, e.g. --ext mp4,mkv")
+    return names
+
+
 def _progress(state: CliState) -> Progress | None:
     """Chunk progress bars on stderr, on terminals unless ``--quiet``."""
     if not state.live:
@@ -161,7 +183,19 @@ def separate_command(
     chunk: options.Chunk = options.DEFAULT_CHUNK,
     overlap: options.Overlap = options.DEFAULT_OVERLAP,
     batch_size: options.BatchSize = options.DEFAULT_BATCH_SIZE,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.wav,
+    two_stems: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--two-stems", metavar="SOURCE", help="Write two stems: SOURCE and no_SOURCE (e.g. "
+        "--two-stems vocals: vocals.wav and the instrumental, no_vocals.wav).",
+        show_default=False)] = None,
+    other_method: Annotated[OtherMethod, typer.Option(
+        "--other-method", help="How --two-stems makes no_SOURCE: add (the sum of the other "
+        "separated sources) or minus (the mixture minus SOURCE).")] = OtherMethod.add,
+    fmt: Annotated[Format, typer.Option(
+        "--format", help="Output format (m4a is AAC; mp3, ogg, opus and m4a take "
+        "--bitrate).")] = Format.wav,
+    bitrate: Annotated[Optional[int], typer.Option(  # noqa: UP007
+        "--bitrate", metavar="KBPS", help=f"Bitrate of lossy output, kbps ({BITRATE_DEFAULTS}).",
+        show_default=False)] = None,
     dtype: Annotated[Dtype, typer.Option(
         help="Sample type of wav output (int16, int24, float32) and flac output (int16, "
         "int24); mp3 ignores it.")] = Dtype.int16,
@@ -179,6 +213,10 @@ def separate_command(
         help="Hold up to this many MiB of separated stems in memory until a track is encoded; "
         "longer tracks use hidden scratch files beside the outputs (0: always files).")
     ] = DEFAULT_SCRATCH_MIB,
+    ext: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--ext", metavar="EXT,...", help="More suffixes to pick up in folders, e.g. mp4,mkv "
+        "(video files are separated when named, and in folders only when listed here).",
+        show_default=False)] = None,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Skip inputs whose stems all exist already.")] = False,
     as_json: Annotated[bool, typer.Option(
@@ -205,10 +243,13 @@ def separate_command(
     inference = options.inference_config(chunk_seconds=chunk, overlap_seconds=overlap, batch_size=batch_size,
                                 niter=niter, softmask=softmask, residual=residual, device=device,
                                 wiener_window=wiener_window)
-    spec = OutputSpec(outdir=output, template=filename, fmt=fmt.value, dtype=dtype.value,
-                      clip=clip.value, sample_rate=sample_rate, stems=_parse_stems(stems),
-                      skip_existing=skip_existing, scratch_memory_bytes=scratch_memory * 2**20)
-    found = find_inputs(inputs, output)
+    with flag_names({"bitrate": "--bitrate"}):
+        spec = OutputSpec(outdir=output, template=filename, fmt=fmt.value, dtype=dtype.value,
+                          clip=clip.value, sample_rate=sample_rate, stems=_parse_stems(stems),
+                          two_stems=two_stems, other_method=other_method.value, bitrate=bitrate,
+                          skip_existing=skip_existing,
+                          scratch_memory_bytes=scratch_memory * 2**20)
+    found = find_inputs(inputs, output, _parse_ext(ext))
     for folder in found.musdb:
         state.info(escape(folder.describe()))
     items = found.files

@@ -41,6 +41,10 @@ class SeparateEvents(Protocol):
     def track_finished(self, result: TrackResult) -> None:
         """An input is done: written, skipped or failed (once per input, in completion order)."""
 
+    def track_warning(self, path: Path, message: str) -> None:
+        """Something about input ``path`` that the user should know; it is separated anyway
+        (``message`` names the file: "song.mkv: 6-channel audio downmixed to stereo")."""
+
 
 class NoSeparateEvents:
     """:class:`SeparateEvents` that ignores everything."""
@@ -52,6 +56,9 @@ class NoSeparateEvents:
         pass
 
     def track_finished(self, result: TrackResult) -> None:
+        pass
+
+    def track_warning(self, path: Path, message: str) -> None:
         pass
 
 

@@ -51,8 +51,8 @@ from tests.synthetic_musdb import estimates
 AUDIO_PROBLEM = {
     "empty": "the file is empty",
     "truncated": "the file is truncated",
-    "text-as-mp3": "not a readable audio file",
-    "random-bytes": "not a readable audio file",
+    "text-as-mp3": "not a readable audio or video file",
+    "random-bytes": "not a readable audio or video file",
     "garbled-mp3": "decoding failed",
     "zero-frames": "contains no audio samples",
     "nan": "contains NaN or infinite samples",

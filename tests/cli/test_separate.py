@@ -239,7 +239,7 @@ def test_json_is_one_object_per_input(model: str, song: Path) -> None:
     ("--chunk", "30", "--overlap", "30"),
     ("--chunk", "0"),
     ("--batch-size", "-2"),
-    ("--format", "ogg"),
+    ("--format", "aiff"),
     ("--sample-rate", "0"),
     ("--stems", ","),
     ("--wiener-window", "-1"),

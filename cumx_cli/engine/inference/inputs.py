@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cumx_cli.engine.audio.io import AUDIO_SUFFIXES
+from cumx_cli.engine.audio.formats import AUDIO_SUFFIXES
 from cumx_cli.engine.data.musdb import MUSDB_SUBSETS, TrackFolder, is_track_folder
 from cumx_cli.engine.errors import ConfigError
 
@@ -65,13 +65,19 @@ class FoundInputs:
     musdb: list[MusdbFolder]
 
 
-def collect_inputs(paths: Iterable[Path], output: Path | None = None) -> list[InputFile]:
+def collect_inputs(paths: Iterable[Path], output: Path | None = None,
+                   extra_suffixes: Iterable[str] = ()) -> list[InputFile]:
     """The files to separate: :func:`find_inputs` without the MUSDB folders' description."""
-    return find_inputs(paths, output).files
+    return find_inputs(paths, output, extra_suffixes).files
 
 
-def find_inputs(paths: Iterable[Path], output: Path | None = None) -> FoundInputs:
+def find_inputs(paths: Iterable[Path], output: Path | None = None,
+                extra_suffixes: Iterable[str] = ()) -> FoundInputs:
     """Expand folders recursively to their audio files (sorted); keep files as given.
+
+    A folder search picks up the suffixes of :data:`~cumx_cli.engine.audio.formats.AUDIO_SUFFIXES`
+    and ``extra_suffixes`` (``".mp4"``...: video files are searched for only when asked). A
+    ``NAME.stem.mp4`` (a stems file, whose first stream is the mixture) is named ``NAME``.
 
     A path that does not exist is kept, so that it is reported as a failed input. In a folder,
     hidden files and folders (a leading dot: cumx's ``.NAME.HOST.PID.raw`` and ``.part`` scratch
@@ -90,16 +96,18 @@ def find_inputs(paths: Iterable[Path], output: Path | None = None) -> FoundInput
             ``test`` folder holding one: stems written there would join the data set.
     """
     skip = None if output is None else Path(os.path.realpath(output))
+    suffixes = AUDIO_SUFFIXES | {s.lower() if s.startswith(".") else f".{s.lower()}"
+                                 for s in extra_suffixes}
     found: list[InputFile] = []
     musdb: list[MusdbFolder] = []
     for path in paths:
         if not path.is_dir():
-            found.append(InputFile(path, path.stem))
+            found.append(InputFile(path, _name(path)))
             continue
-        files, tracks = _search(path, skip)
+        files, tracks = _search(path, skip, suffixes)
         if output is not None:
             _check_output_outside(output, tracks)
-        items = [InputFile(p, p.relative_to(path).with_suffix("").as_posix()) for p in files]
+        items = [InputFile(p, (p.parent / _name(p)).relative_to(path).as_posix()) for p in files]
         items += [InputFile(t.stem_path("mixture"), _track_name(path, t)) for t in tracks]
         found.extend(sorted(items, key=lambda item: item.path))
         if tracks:
@@ -108,7 +116,14 @@ def find_inputs(paths: Iterable[Path], output: Path | None = None) -> FoundInput
     return FoundInputs(found, musdb)
 
 
-def _search(folder: Path, skip: Path | None) -> tuple[list[Path], list[TrackFolder]]:
+def _name(path: Path) -> str:
+    """A file's track name: its name less the suffix (and less ``.stem`` for ``.stem.mp4``)."""
+    name = path.stem
+    return name.removesuffix(".stem") if path.suffix.lower() == ".mp4" and name != ".stem" else name
+
+
+def _search(folder: Path, skip: Path | None,
+            suffixes: frozenset[str]) -> tuple[list[Path], list[TrackFolder]]:
     """The visible audio files below ``folder`` outside track folders, and the track folders,
     not descending into hidden folders, track folders or ``skip`` (a resolved path)."""
     files: list[Path] = []
@@ -125,7 +140,7 @@ def _search(folder: Path, skip: Path | None) -> tuple[list[Path], list[TrackFold
                        and (skip is None or Path(os.path.realpath(here / d)) != skip)]
         for name in filenames:
             file = here / name
-            if (not name.startswith(".") and Path(name).suffix.lower() in AUDIO_SUFFIXES
+            if (not name.startswith(".") and Path(name).suffix.lower() in suffixes
                     and file.is_file()):
                 files.append(file)
     return files, tracks

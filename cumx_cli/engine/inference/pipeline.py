@@ -30,9 +30,10 @@ from typing import Literal
 import torch
 
 from cumx_cli.engine.audio.channels import match_channels
-from cumx_cli.engine.audio.io import AudioInfo, AudioWriter, probe, read_blocks
+from cumx_cli.engine.audio.encode import read_tags, stem_tags
+from cumx_cli.engine.audio.io import AudioInfo, probe, read_blocks
 from cumx_cli.engine.audio.resample import StreamResampler, resampled_length
-from cumx_cli.engine.errors import AudioIOError, ConfigError, CumxError
+from cumx_cli.engine.errors import AudioIOError, CumxError
 from cumx_cli.engine.events import NoSeparateEvents, SeparateEvents
 from cumx_cli.engine.files import remove_stale_scratch
 from cumx_cli.engine.inference.chunking import OverlapAdd
@@ -40,12 +41,16 @@ from cumx_cli.engine.inference.inputs import InputFile
 from cumx_cli.engine.inference.outputs import (
     OutputClaims,
     OutputSpec,
+    StemPlan,
     apply_clip,
     clip_gain,
+    open_writer,
     output_paths,
+    stem_plan,
+    stored_rate,
 )
 from cumx_cli.engine.inference.scratch import ScratchBudget, open_scratch
-from cumx_cli.engine.inference.separator import Separator
+from cumx_cli.engine.inference.separator import RESIDUAL, Separator
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +116,7 @@ class _FileTrack:
     its stems out."""
 
     def __init__(self, item: InputFile, info: AudioInfo, outputs: dict[str, Path],
-                 separator: Separator, spec: OutputSpec, events: SeparateEvents,
+                 stems: StemPlan, separator: Separator, spec: OutputSpec, events: SeparateEvents,
                  budget: ScratchBudget, leftovers: _Leftovers) -> None:
         self.item, self.info, self.outputs = item, info, outputs
         self.separator, self.spec, self.events = separator, spec, events
@@ -125,7 +130,9 @@ class _FileTrack:
         self._buf = torch.zeros(separator.num_channels, 0)
         self._buf_start = 0
         self._ola = OverlapAdd(self.plan)
-        self._indices = [separator.sources.index(s) for s in outputs]
+        self.stems = stems
+        # Mixture chunks kept from read_chunk to add_output, for stems made with the mixture.
+        self._mixtures: dict[int, torch.Tensor] = {}
         self._peak = 0.0
         self._committed: list[Path] = []
         self._scratch = open_scratch(budget, outputs, self.plan.length, info.channels)
@@ -163,6 +170,8 @@ class _FileTrack:
         chunk = self._buf[:, start - self._buf_start : end - self._buf_start]
         if chunk.shape[-1] != self.plan.size:
             raise AudioIOError(f"{self.item.path}: the file ended early (truncated?)")
+        if self.stems.needs_mixture:
+            self._mixtures[index] = chunk
         keep = self.plan.starts[index + 1] if index + 1 < len(self.plan) else end
         self._buf = self._buf[:, keep - self._buf_start :].clone()
         self._buf_start = keep
@@ -171,7 +180,8 @@ class _FileTrack:
     # -- output side --
 
     def add_output(self, index: int, output: torch.Tensor) -> None:
-        done = self._ola.add(output[self._indices])  # (written source, model channel, n)
+        stems = self.stems.apply(output, self._mixtures.pop(index, None))
+        done = self._ola.add(stems)  # (written stem, model channel, n)
         done = match_channels(done, self.info.channels)
         if done.numel():
             self._peak = max(self._peak, float(torch.linalg.vector_norm(done, ord=float('inf'))))
@@ -187,9 +197,10 @@ class _FileTrack:
     def _finish(self) -> None:
         self._scratch.close()
         gain = clip_gain(self.spec.clip, self._peak)
-        out_rate = self.spec.sample_rate or self.info.sample_rate
-        for k, final in enumerate(self.outputs.values()):
-            self._encode(k, final, out_rate, gain)
+        out_rate = stored_rate(self.spec, self.info.sample_rate)
+        tags = read_tags(self.item.path)
+        for k, (stem, final) in enumerate(self.outputs.items()):
+            self._encode(k, final, out_rate, gain, stem_tags(tags, stem, self.item.track))
             self._committed.append(final)
             self._scratch.release(k)
         self._committed.clear()
@@ -198,10 +209,11 @@ class _FileTrack:
                                   time.perf_counter() - self.started)
         self.events.track_finished(self.result)
 
-    def _encode(self, index: int, final: Path, out_rate: int, gain: float) -> None:
+    def _encode(self, index: int, final: Path, out_rate: int, gain: float,
+                tags: dict[str, str]) -> None:
         channels = self.info.channels
         resampler = StreamResampler(self.model_rate, out_rate)  # passes blocks through at equal rates
-        with AudioWriter(final, out_rate, channels, self.spec.fmt, self.spec.dtype) as writer:
+        with open_writer(final, out_rate, channels, self.spec, tags) as writer:
             for frames, last in self._scratch.blocks(index, _ENCODE_BLOCK):  # (time, channel)
                 frames = resampler.push(frames.T, final=last).T
                 writer.write_frames(apply_clip(frames, self.spec.clip, gain))
@@ -248,11 +260,7 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
         ConfigError: ``spec.stems`` names a source the separator does not have.
     """
     events = events or NoSeparateEvents()
-    sources = spec.stems or separator.sources
-    unknown = [s for s in sources if s not in separator.sources]
-    if unknown:
-        raise ConfigError(f"unknown stem(s) {', '.join(unknown)}; this model has "
-                          f"{', '.join(separator.sources)}")
+    stems = stem_plan(spec, separator.sources, RESIDUAL if separator.config.residual else None)
     results: dict[int, TrackResult] = {}
     claims = OutputClaims(inputs)
     open_tracks: dict[int, _FileTrack] = {}
@@ -262,7 +270,7 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
     def tracks() -> Iterator[_FileTrack]:
         for n, item in enumerate(inputs):
             try:
-                track = _open_track(item, sources, spec, separator, events, claims, budget,
+                track = _open_track(item, stems, spec, separator, events, claims, budget,
                                     leftovers)
             except CumxError as exc:
                 track = TrackResult(item.path, "error", error=str(exc), cause=exc)
@@ -286,7 +294,7 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
     return [results[n] for n in sorted(results)]
 
 
-def _open_track(item: InputFile, sources: tuple[str, ...], spec: OutputSpec,
+def _open_track(item: InputFile, stems: StemPlan, spec: OutputSpec,
                 separator: Separator, events: SeparateEvents, claims: OutputClaims,
                 budget: ScratchBudget, leftovers: _Leftovers) -> _FileTrack | TrackResult:
     """The track job of one input, or its ``skipped`` result when its stems all exist.
@@ -294,9 +302,14 @@ def _open_track(item: InputFile, sources: tuple[str, ...], spec: OutputSpec,
     Raises:
         CumxError: the outputs collide, or the input cannot be opened or its folder written.
     """
-    outputs = output_paths(item, sources, spec)
+    outputs = output_paths(item, stems.names, spec)
     claims.claim(item, outputs)
     if spec.skip_existing and all(p.exists() for p in outputs.values()):
         return TrackResult(item.path, "skipped", outputs)
     info = probe(item.path)
-    return _FileTrack(item, info, outputs, separator, spec, events, budget, leftovers)
+    downmixed = getattr(info, "downmixed_from", None)
+    if downmixed:
+        events.track_warning(item.path, f"{item.path}: {downmixed}-channel audio downmixed to "
+                             "stereo (FFmpeg's default matrix: centre and surrounds at -3 dB, "
+                             "LFE dropped)")
+    return _FileTrack(item, info, outputs, stems, separator, spec, events, budget, leftovers)
