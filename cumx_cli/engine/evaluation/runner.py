@@ -14,12 +14,15 @@ As museval's ``eval_mus_track``: the sources present are scored jointly in MUSDB
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -90,15 +93,42 @@ def score(references: torch.Tensor, estimates: torch.Tensor, rate: int, config: 
 
 def _score_museval(references: torch.Tensor, estimates: torch.Tensor, window: int,
                    hop: int) -> dict[str, np.ndarray]:
-    try:
-        import museval  # noqa: PLC0415 - optional, slow to import, needs ffmpeg through musdb
-    except (ImportError, RuntimeError) as exc:
-        raise EvaluationError(f"--backend museval needs the museval package and ffmpeg on PATH "
-                              f"({exc}); pip install museval, or use --backend fast") from exc
+    """museval's own BSSEval v4, called as ``museval.evaluate(..., mode="v4")`` calls it (the
+    signals already have equal lengths, so its padding does nothing)."""
+    metrics = museval_metrics()
     ref = references.double().permute(0, 2, 1).numpy()
     est = estimates.double().permute(0, 2, 1).numpy()
-    sdr, isr, sir, sar = museval.evaluate(ref, est, win=window, hop=hop, mode="v4")
+    sdr, isr, sir, sar, _ = metrics.bss_eval(ref, est, compute_permutation=False, window=window,
+                                             hop=hop, framewise_filters=False,
+                                             bsseval_sources_version=False)
     return {"SDR": sdr, "ISR": isr, "SIR": sir, "SAR": sar}
+
+
+def museval_metrics() -> ModuleType:
+    """museval's ``metrics`` module, loaded from museval's folder on its own.
+
+    ``import museval`` imports musdb, whose stempeg refuses to load without ffmpeg and ffprobe
+    on PATH, even for WAV data; the metrics need only numpy and scipy. Loaded this way,
+    ``--backend museval`` needs no ffmpeg.
+
+    Raises:
+        EvaluationError: museval is not installed.
+    """
+    spec = importlib.util.find_spec("museval")
+    if spec is None or not spec.submodule_search_locations:
+        raise EvaluationError("--backend museval needs the museval package (pip install "
+                              "'cumx[eval]'), or use --backend fast")
+    cached = sys.modules.get("_cumx_museval_metrics")
+    if cached is not None:
+        return cached
+    path = Path(next(iter(spec.submodule_search_locations))) / "metrics.py"
+    module_spec = importlib.util.spec_from_file_location("_cumx_museval_metrics", path)
+    if module_spec is None or module_spec.loader is None:
+        raise EvaluationError(f"{path}: cannot load museval's metrics")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    sys.modules["_cumx_museval_metrics"] = module
+    return module
 
 
 def _reference_infos(track: TrackFolder, sources: Sequence[str]) -> dict[str, AudioInfo]:
