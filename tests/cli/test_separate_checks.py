@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from cumx_cli.commands.separate import Format
-from cumx_cli.engine.audio.formats import READ_FORMATS, WRITE_FORMATS
+from cumx_cli.engine.audio.formats import AUDIO_SUFFIXES, READ_FORMATS, WRITE_FORMATS
 from tests.cli.helpers import cumx, error_lines, json_lines, show
 from tests.conftest import RATE, music
 
@@ -121,7 +121,9 @@ def test_help_readme_and_code_name_the_same_formats() -> None:
     assert READ_FORMATS in " ".join(section.split()), "the README's INPUT paragraph"
     assert tuple(f.value for f in Format) == WRITE_FORMATS
     (row,) = [line for line in section.splitlines() if line.startswith("| `--format F`")]
-    assert re.findall(r"`(\w+)`", row.split("|")[3]) == list(WRITE_FORMATS)
+    assert re.findall(r"`(\w+)`", row.split("|")[3])[: len(WRITE_FORMATS)] == list(WRITE_FORMATS)
+    listed = re.search(r"searched recursively for the audio\s+suffixes \(`([^`]+)`\)", section)
+    assert listed is not None and set(listed.group(1).split()) == AUDIO_SUFFIXES
 
 
 def test_flac_has_no_float_samples() -> None:
