@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 from tests.conftest import RATE, music
@@ -55,6 +56,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def encode_with_pyav(path: Path, audio: np.ndarray, video: bool) -> None:
+    """AAC audio ((time, channel) float at :data:`RATE`) in ``path``'s container, with a few
+    frames of MPEG-4 video first when ``video``: files as users have them, made without an
+    ffmpeg binary."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        picture = None
+        if video:
+            picture = container.add_stream("mpeg4", rate=10)
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+        sound = container.add_stream("aac", rate=RATE)
+        sound.layout = "stereo"
+        if picture is not None:
+            for n in range(10):
+                image = np.full((48, 64, 3), 20 * n, dtype=np.uint8)
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                for packet in picture.encode(frame):
+                    container.mux(packet)
+            for packet in picture.encode(None):
+                container.mux(packet)
+        planar = np.ascontiguousarray(audio.T, dtype=np.float32)
+        for start in range(0, planar.shape[1], 4096):
+            frame = av.AudioFrame.from_ndarray(planar[:, start : start + 4096], format="fltp",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts = RATE, start
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode(None):
+            container.mux(packet)
+
+
 @contextmanager
 def make_sandbox(root: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     """Fill ``root`` with the examples' files; yields it and the environment to run blocks in."""
@@ -66,6 +99,9 @@ def make_sandbox(root: Path) -> Iterator[tuple[Path, dict[str, str]]]:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         sf.write(root / path, music(1.5, seed=len(path)), RATE)
     (root / "music" / "broken.wav").write_bytes(b"")  # the jq example reports this one
+    encode_with_pyav(root / "live.m4a", music(2.0, seed=3), video=False)
+    encode_with_pyav(root / "song.m4a", song, video=False)
+    encode_with_pyav(root / "concert.mkv", music(2.0, seed=4), video=True)
     sf.write(root / "a.wav", music(1.0, seed=7), RATE)
     sf.write(root / "b.flac", music(1.0, seed=8), 48000)
     (root / "xumx.pth").write_bytes(ASTEROID)

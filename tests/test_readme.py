@@ -47,7 +47,7 @@ def test_every_block_is_covered() -> None:
     """A new example block fails here until this module runs it."""
     covered = {"pip install -e . &&", "cumx separate song.mp3", "cumx separate music/",
                "for k in", "cumx download-weights xumx", "cumx train --synthetic-data",
-               "mkdir -p ~/.local", 'pip install -e ".[dev]"\n'}
+               "mkdir -p ~/.local", 'pip install -e ".[dev]"\n', "cumx separate song.m4a --two-stems"}
     for _, text in BASH:
         assert any(text.startswith(c) for c in covered), f"README block not run by a test:\n{text}"
     assert len(PYTHON) == 2
@@ -58,6 +58,8 @@ def test_quick_start(sandbox: tuple[Path, dict[str, str]]) -> None:
     root, env = sandbox
     out = run_block(block("cumx separate song.mp3"), root, env)
     assert stems(root / "separated" / "song") == FOUR
+    assert stems(root / "separated" / "live") == {"vocals.wav", "no_vocals.wav"}
+    assert stems(root / "separated" / "concert") == {f"{s.removesuffix('.wav')}.m4a" for s in FOUR}
     assert stems(root / "stems" / "01 intro") == FOUR
     assert stems(root / "stems" / "disc 2" / "02") == FOUR
     for name in ("a", "b"):
@@ -67,6 +69,15 @@ def test_quick_start(sandbox: tuple[Path, dict[str, str]]) -> None:
     listing = out.splitlines()
     for name in ("xumx", "xumx-hq"):  # downloaded by the first and third lines: now cached
         assert any(re.match(rf"{name}\s+[\d.]+ MB\s+yes\s", row) for row in listing), out
+
+
+@pytest.mark.slow
+def test_karaoke(sandbox: tuple[Path, dict[str, str]]) -> None:
+    root, env = sandbox
+    run_block(block("cumx separate song.m4a --two-stems"), root, env)
+    assert stems(root / "karaoke" / "song") == {"vocals.wav", "no_vocals.wav"}
+    for track in ("01 intro", "disc 2/02"):
+        assert stems(root / "separated" / track) == {"vocals.m4a", "no_vocals.m4a"}
 
 
 @pytest.mark.slow
