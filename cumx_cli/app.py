@@ -43,11 +43,12 @@ def root(
 
 
 def _register() -> None:
-    from cumx_cli.commands import download_weights, evaluate, separate, train
+    from cumx_cli.commands import compare, download_weights, evaluate, separate, train
 
     app.command("separate", no_args_is_help=True)(separate.separate_command)
     app.command("train", no_args_is_help=True)(train.train_command)
     app.command("eval", no_args_is_help=True)(evaluate.eval_command)
+    app.command("compare", no_args_is_help=True)(compare.compare_command)
     app.command("download-weights", no_args_is_help=True)(download_weights.download_weights_command)
 
 
