@@ -89,3 +89,16 @@ def resampled_length(length: int, orig: int, new: int) -> int:
         return length
     g = math.gcd(orig, new)
     return math.ceil((new // g) * length / (orig // g))
+
+
+def duration_length(length: int, orig: int, new: int) -> int:
+    """Samples at rate ``new`` for the duration of ``length`` samples at ``orig``, rounded to
+    the nearest sample: what a stem written at another rate than its input's holds.
+
+    :func:`resampled_length` rounds up (a resampler's output keeps every input sample's
+    contribution), so going to the model's rate and back can add a sample or two; the stems are
+    cut back to this.
+    """
+    if orig == new:
+        return length
+    return (2 * length * new + orig) // (2 * orig)

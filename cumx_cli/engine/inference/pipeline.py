@@ -32,7 +32,7 @@ import torch
 from cumx_cli.engine.audio.channels import match_channels
 from cumx_cli.engine.audio.encode import read_tags, stem_tags
 from cumx_cli.engine.audio.io import AudioInfo, probe, read_blocks
-from cumx_cli.engine.audio.resample import StreamResampler, resampled_length
+from cumx_cli.engine.audio.resample import StreamResampler, duration_length, resampled_length
 from cumx_cli.engine.errors import AudioIOError, CumxError
 from cumx_cli.engine.events import NoSeparateEvents, SeparateEvents
 from cumx_cli.engine.files import remove_stale_scratch
@@ -213,10 +213,15 @@ class _FileTrack:
                 tags: dict[str, str]) -> None:
         channels = self.info.channels
         resampler = StreamResampler(self.model_rate, out_rate)  # passes blocks through at equal rates
+        # The input's duration at the output rate: the rates' round trip may add a sample or two.
+        left = duration_length(self.info.frames, self.info.sample_rate, out_rate)
         with open_writer(final, out_rate, channels, self.spec, tags) as writer:
             for frames, last in self._scratch.blocks(index, _ENCODE_BLOCK):  # (time, channel)
-                frames = resampler.push(frames.T, final=last).T
+                frames = resampler.push(frames.T, final=last).T[:left]
+                left -= frames.shape[0]
                 writer.write_frames(apply_clip(frames, self.spec.clip, gain))
+            if left > 0:  # not expected: the resampler gives at least the duration
+                writer.write_frames(torch.zeros(left, channels))
             writer.commit()
 
     def fail(self, error: CumxError) -> None:
