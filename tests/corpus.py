@@ -6,6 +6,11 @@ folders, output folders and cache folders. Audio is 44.1 kHz stereo, :data:`SECO
 length of every dataset track, so that an audio case can also stand in for a stem), unless the
 case is about the rate, the length or the channels.
 
+Audio that libsndfile does not read (M4A, MP4, Matroska, MPEG-TS) is encoded here with PyAV,
+whose wheels bundle FFmpeg: CI has no ffmpeg binary. Each such builder names its container
+format, so that the file's content is the same whatever name the caller gives it (``eval``
+tests store every audio case as ``vocals.wav``, and FFmpeg goes by the content).
+
 The builders are plain data: what each command must do with each case is decided by the tests.
 """
 
@@ -19,13 +24,17 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from av.container import OutputContainer
+from av.video.stream import VideoStream
 
 from tests.conftest import RATE, music
 from tests.synthetic_musdb import write_musdb
@@ -71,8 +80,8 @@ class Case:
 
     ``make(path)`` writes the bad thing at ``path`` (the caller may choose the name, e.g.
     ``vocals.wav`` or ``last.pt``) and returns the path to give the command, which is ``path``
-    except where root needs a detour (see :data:`WRITES_ANYWHERE`). ``valid`` marks audio that
-    every reader must accept; ``simulate`` is applied with a pytest monkeypatch for conditions
+    except where root needs a detour (see :data:`WRITES_ANYWHERE`). ``valid`` marks audio (or a
+    data set) that every reader must accept; ``simulate`` is applied with a pytest monkeypatch for conditions
     that files alone cannot make (a full disk).
     """
 
@@ -156,6 +165,7 @@ def _with_value(value: float) -> Callable[[Path], Path]:
 
 
 def _six_channels(path: Path) -> Path:
+    """A 16-bit WAV of six channels (the stereo pair three times), which FFmpeg reads as 5.1."""
     return write_audio(path, np.tile(music(SECONDS), (1, 3)))
 
 
@@ -172,6 +182,136 @@ def _missing(path: Path) -> Path:
     return path
 
 
+# -- audio through FFmpeg (PyAV) -----------------------------------------------------------------
+
+#: The AAC bitrate of the m4a cases, per stereo pair.
+AAC_KBPS = 128
+
+
+def _pcm_frame(data: np.ndarray, layout: str, rate: int = RATE) -> av.AudioFrame:
+    """All of ``data`` (time, channel) float32 as one interleaved frame at pts 0."""
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data, np.float32).reshape(1, -1),
+                                       format="flt", layout=layout)
+    frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+    return frame
+
+
+def _add_video(container: OutputContainer) -> VideoStream:
+    video = container.add_stream("mpeg4", rate=25)
+    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+    return video
+
+
+def _mux_video(container: OutputContainer, video: VideoStream) -> None:
+    """Three grey 64x48 frames."""
+    for i in range(3):
+        image = np.full((48, 64, 3), 60 * i, dtype=np.uint8)
+        container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+    container.mux(video.encode(None))
+
+
+def write_aac(path: Path, *, layout: str = "stereo", video: bool = False,
+              **container_options: str) -> Path:
+    """:data:`SECONDS` of :func:`~tests.conftest.music` as AAC in MP4, after three video frames
+    when ``video`` (5.1: the stereo pair three times). The edit list records the encoder's
+    priming and the last packet's duration its padding, so it decodes to exactly
+    ``SECONDS * RATE`` samples."""
+    channels = av.AudioLayout(layout).nb_channels
+    data = np.tile(music(SECONDS), (1, 3))[:, :channels]
+    with av.open(str(path), "w", format="mp4", options=container_options) as out:
+        picture = _add_video(out) if video else None
+        stream = out.add_stream("aac", rate=RATE, layout=layout)
+        stream.bit_rate = AAC_KBPS * 1000 * max(1, channels // 2)
+        if picture is not None:
+            _mux_video(out, picture)
+        out.mux(stream.encode(_pcm_frame(data, layout)))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _video_only(path: Path) -> Path:
+    """An MP4 with a video track and no audio track."""
+    with av.open(str(path), "w", format="mp4") as out:
+        _mux_video(out, _add_video(out))
+    return path
+
+
+def _truncated_m4a(path: Path) -> Path:
+    """An AAC m4a with its index first (``faststart``), cut in half inside the audio data."""
+    data = write_aac(path, movflags="faststart").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _m4a_without_index(path: Path) -> Path:
+    """An AAC m4a with its index (``moov``) at the end, as encoders write it, cut in half: the
+    audio data is there, the index that says where its packets are is gone."""
+    data = write_aac(path).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _m4a_corrupt_index(path: Path) -> Path:
+    """An AAC m4a whose sample-size table (``stsz``, in the index) is overwritten with random
+    bytes, its box header included."""
+    data = bytearray(write_aac(path).read_bytes())
+    at = data.rfind(b"stsz") - 4
+    data[at : at + 64] = np.random.default_rng(0).bytes(64)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _subtitles_only(path: Path) -> Path:
+    """A Matroska file holding one ASS subtitle stream. (Matroska and MP4 refuse a bare data
+    stream; MPEG-TS takes one, see :func:`_data_only`.)"""
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("ass")
+        for i in range(3):
+            packet = av.Packet(b"0,0,Default,,0,0,0,,la la la")
+            packet.stream = stream
+            packet.pts = packet.dts = i * 1000
+            packet.duration, packet.time_base = 500, Fraction(1, 1000)
+            out.mux(packet)
+    return path
+
+
+def _data_only(path: Path) -> Path:
+    """An MPEG-TS file holding one data stream (telemetry, as a drone's camera writes it)."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_data_stream()
+        for i in range(5):
+            packet = av.Packet(b"telemetry")
+            packet.stream = stream
+            packet.pts = packet.dts = i * 90_000
+            packet.time_base = Fraction(1, 90_000)
+            out.mux(packet)
+    return path
+
+
+def _empty_audio_track(path: Path) -> Path:
+    """An m4a whose AAC track has no packets (the header written, nothing muxed). FFmpeg's MP4
+    demuxer drops a track without samples, so it finds no audio stream at all."""
+    with av.open(str(path), "w", format="ipod") as out:
+        out.add_stream("aac", rate=RATE, layout="stereo")
+        out.start_encoding()
+    return path
+
+
+def _fairplay_m4a(path: Path) -> Path:
+    """An iTunes-protected (FairPlay) track as FFmpeg sees one: the sample entry is ``drms``
+    instead of ``mp4a`` (a valid m4a with that four-character code replaced)."""
+    path.write_bytes(write_aac(path).read_bytes().replace(b"mp4a", b"drms"))
+    return path
+
+
+def _cenc_m4a(path: Path) -> Path:
+    """Common Encryption (AES-CTR), as a DRM-protected download is: every packet carries
+    ``encryption_info`` side data."""
+    return write_aac(path, encryption_scheme="cenc-aes-ctr",
+                     encryption_key="00112233445566778899aabbccddeeff",
+                     encryption_kid="a7e61c373e219033c21091fa607bf3b8")
+
+
 AUDIO: list[Case] = [
     Case("empty", "audio", "empty.wav", _empty),
     Case("truncated", "audio", "truncated.wav", _truncated),
@@ -183,12 +323,27 @@ AUDIO: list[Case] = [
     Case("nan", "audio", "hasnan.wav", _with_value(float("nan"))),
     Case("inf", "audio", "hasinf.wav", _with_value(float("inf"))),
     Case("neg-inf", "audio", "hasneginf.wav", _with_value(float("-inf"))),
-    Case("six-channels", "audio", "sixch.wav", _six_channels),
+    # read by FFmpeg and downmixed to stereo (with a warning)
+    Case("six-channels", "audio", "sixch.wav", _six_channels, valid=True),
     Case("8khz", "audio", "rate 8k.wav", lambda p: _good(p, rate=8000), valid=True),
     Case("192khz", "audio", "rate 192k.wav", lambda p: _good(p, rate=192000), valid=True),
     Case("unicode-spaces", "audio", "dir with spaces/ü ñ 声 song 01.wav", _good, valid=True),
     Case("unreadable", "audio", "locked.wav", _unreadable),
     Case("missing", "audio", "missing.wav", _missing),
+    # through FFmpeg
+    Case("aac-m4a", "audio", "song.m4a", write_aac, valid=True),
+    Case("surround-m4a", "audio", "film 5.1.m4a", lambda p: write_aac(p, layout="5.1"),
+         valid=True),
+    Case("video-mp4", "audio", "concert.mp4", lambda p: write_aac(p, video=True), valid=True),
+    Case("video-no-audio", "audio", "silent film.mp4", _video_only),
+    Case("truncated-m4a", "audio", "half.m4a", _truncated_m4a),
+    Case("m4a-without-index", "audio", "noindex.m4a", _m4a_without_index),
+    Case("m4a-corrupt-index", "audio", "badindex.m4a", _m4a_corrupt_index),
+    Case("subtitles-only", "audio", "subtitles.mkv", _subtitles_only),
+    Case("data-only", "audio", "telemetry.ts", _data_only),
+    Case("empty-audio-track", "audio", "nothing.m4a", _empty_audio_track),
+    Case("fairplay-m4a", "audio", "purchased.m4a", _fairplay_m4a),
+    Case("cenc-m4a", "audio", "rented.m4a", _cenc_m4a),
 ]
 
 
@@ -253,9 +408,29 @@ def _nan_stem(root: Path) -> Path:
     return root
 
 
+def six_channel_downmix(data: np.ndarray) -> np.ndarray:
+    """What FFmpeg makes of six channels (read as 5.1: FL FR FC LFE BL BR), as the README and
+    ``cumx_cli/engine/audio/decode.py`` document it: each side is front + 0.7071 centre +
+    0.7071 back, the LFE dropped. Shapes: (time, 6) -> (time, 2), float64."""
+    half = np.sqrt(0.5)
+    matrix = np.array([[1, 0, half, 0, half, 0], [0, 1, half, 0, 0, half]])
+    return np.asarray(data, np.float64) @ matrix.T
+
+
+def _six_channel_stem(root: Path) -> Path:
+    """``vocals.wav`` of the first training track and of the test track has six channels: its
+    stereo pair three times, 16-bit (read as the stereo downmix)."""
+    write_dataset(root)
+    for track in (root / "train" / TRAIN_TRACK, root / "test" / TEST_TRACK):
+        stereo, _ = sf.read(track / "vocals.wav", dtype="int16")
+        sf.write(track / "vocals.wav", np.tile(stereo, (1, 3)), RATE, subtype="PCM_16")
+    return root
+
+
 DATASETS: list[Case] = [
     Case("missing-stem", "dataset", "musdb", _missing_stem),
     Case("nan-stem", "dataset", "musdb", _nan_stem),
+    Case("six-channel-stem", "dataset", "musdb", _six_channel_stem, valid=True),
     Case("truncated-mixture", "dataset", "musdb", _bad_mixture(_truncated)),
     Case("empty-mixture", "dataset", "musdb", _bad_mixture(_empty)),
 ]
@@ -287,8 +462,9 @@ def fill_up(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     """Make every write of file data below ``folder`` fail as on a full disk (ENOSPC).
 
     Creating files and folders still works, as on a real full disk; writing bytes does not:
-    audio through soundfile, text and binary files through ``open`` (``Path.write_text``,
-    downloads' partial files), and ``torch.save``.
+    audio through soundfile (WAV, FLAC, Ogg Vorbis), text and binary files through ``open``
+    (``Path.write_text``, downloads' partial files, and the MP3, Opus and M4A stems, which PyAV
+    muxes into a file object that cumx opens), and ``torch.save``.
     """
     root = Path(os.path.abspath(folder))
 
@@ -306,7 +482,11 @@ def fill_up(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
         real_sf_write(self, data)
 
     class _FullFile(io.RawIOBase):
-        """A file opened for writing on the full disk: writes fail, everything else delegates."""
+        """A file opened for writing on the full disk: writes fail, everything else delegates.
+
+        It seeks as the real file does (``RawIOBase`` would say it cannot, and PyAV's MP4
+        muxer refuses an unseekable file before writing anything, which no full disk does).
+        """
 
         def __init__(self, file: io.IOBase) -> None:
             self._file = file
@@ -326,6 +506,15 @@ def fill_up(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
 
         def writable(self) -> bool:
             return True
+
+        def seekable(self) -> bool:
+            return self._file.seekable()
+
+        def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+            return self._file.seek(offset, whence)
+
+        def tell(self) -> int:
+            return self._file.tell()
 
     real_open = io.open
 
