@@ -37,6 +37,7 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user cache, no device override, and no network: a test that connects out fails."""
     monkeypatch.setenv("CUMX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("CUMX_DEVICE", raising=False)
+    monkeypatch.delenv("MUSDB_PATH", raising=False)  # eval/train default their --musdb to it
 
     real_connect = socket.socket.connect
 

@@ -90,8 +90,9 @@ class _Display:
 def train_command(
     ctx: typer.Context,
     musdb: Annotated[Optional[Path], typer.Option(  # noqa: UP007
-        "--musdb", help="MUSDB18 (.stem.mp4) or MUSDB18-HQ (wav) root with train/ and test/.",
-        show_default=False)] = None,
+        "--musdb", envvar="MUSDB_PATH", help="MUSDB18 (.stem.mp4) or MUSDB18-HQ (wav) root with "
+        "train/ and test/ (MUSDB_PATH yields to --synthetic-data, and to the data a --resume "
+        "run recorded).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP007
         "--out", help="Run folder: last.pt, best.pt, config.json, metrics.jsonl, curves.png.",
         show_default="runs/<date-time>")] = None,
@@ -148,7 +149,8 @@ def train_command(
             weight_decay=weight_decay, patience=patience, seed=seed, workers=workers,
             device=device, amp=amp)
         out = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    root = _data_root(musdb, synthetic_data, state, resume)
+    from_env = getattr(ctx.get_parameter_source("musdb"), "name", "") == "ENVIRONMENT"
+    root = _data_root(musdb, synthetic_data, state, resume, musdb_from_env=from_env)
 
     display = _Display(config.epochs, state)
     with display.progress or contextlib.nullcontext():
@@ -174,13 +176,17 @@ def _launch() -> Launch:
 
 
 def _data_root(musdb: Path | None, synthetic: Path | None, state: CliState,
-               resume: Path | None = None) -> Path:
+               resume: Path | None = None, *, musdb_from_env: bool = False) -> Path:
     """The data folder: ``--musdb``, ``--synthetic-data`` (generated if absent), or for
-    ``--resume`` the one the run recorded."""
+    ``--resume`` the one the run recorded. A ``musdb`` that comes from ``MUSDB_PATH``
+    (``musdb_from_env``) is only a default: ``--synthetic-data`` and a recorded folder that
+    exists win over it, and it is never "a different --musdb"."""
     if synthetic is not None and musdb is not None:
-        raise ConfigError("give --musdb or --synthetic-data, not both")
+        if not musdb_from_env:
+            raise ConfigError("give --musdb or --synthetic-data, not both")
+        musdb, musdb_from_env = None, False
     if resume is not None:
-        return _resume_data_root(resume, musdb, synthetic)
+        return _resume_data_root(resume, musdb, synthetic, musdb_from_env)
     if synthetic is not None:
         if not (synthetic / "train").is_dir():
             from cumx_cli.engine.data.synth import generate_synthetic_musdb
@@ -189,11 +195,13 @@ def _data_root(musdb: Path | None, synthetic: Path | None, state: CliState,
             generate_synthetic_musdb(synthetic)
         return synthetic
     if musdb is None:
-        raise ConfigError("--musdb ROOT is required (or --synthetic-data DIR to try without MUSDB)")
+        raise ConfigError("no data set: --musdb ROOT is required, or set MUSDB_PATH (or "
+                          "--synthetic-data DIR to try without MUSDB)")
     return musdb
 
 
-def _resume_data_root(run: Path, musdb: Path | None, synthetic: Path | None) -> Path:
+def _resume_data_root(run: Path, musdb: Path | None, synthetic: Path | None,
+                      musdb_from_env: bool = False) -> Path:
     """The recorded data folder of ``run``; a given one must be the same folder.
 
     A run of an older cumx records none: it needs ``--musdb``. A recorded folder that no longer
@@ -204,6 +212,8 @@ def _resume_data_root(run: Path, musdb: Path | None, synthetic: Path | None) -> 
     given = musdb if musdb is not None else synthetic
     flag = "--musdb" if musdb is not None else "--synthetic-data"
     recorded = recorded_data_root(run)
+    if musdb_from_env and recorded is not None and recorded.is_dir():
+        return recorded  # MUSDB_PATH is a default, not a request for other data
     if recorded is None:
         if given is None:
             raise ConfigError(f"{run}/config.json records no data folder (a run of an older "

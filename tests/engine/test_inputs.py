@@ -146,3 +146,33 @@ def test_shards_deal_the_inputs_round_robin() -> None:
     for bad in ("0/2", "3/2", "x", "1/2/3"):
         with pytest.raises(ConfigError, match="--shard"):
             shard(items, bad)
+
+
+def test_stem_files_are_searched_without_ext_and_named_as_eval_names_them(tmp_path: Path) -> None:
+    """A MUSDB18 root of ``.stem.mp4`` files: each is a track (its mixture stream is what
+    ``separate`` reads), found without ``--ext mp4``, named without the subset folder."""
+    root = tmp_path / "musdb"
+    touch(root / "test" / "A - One.stem.mp4", root / "test" / "B - Two.stem.mp4",
+          root / "train" / "T1.stem.mp4", root / "test" / "._A - One.stem.mp4",
+          root / "test" / "clip.mp4")  # a video: only with --ext mp4
+    found = find_inputs([root / "test"], tmp_path / "est")
+    assert found.files == [InputFile(root / "test" / "A - One.stem.mp4", "A - One"),
+                           InputFile(root / "test" / "B - Two.stem.mp4", "B - Two")]
+    assert found.musdb == [MusdbFolder(root / "test", tracks=2)]
+    assert tracks(find_inputs([root], tmp_path / "est").files) == ["A - One", "B - Two", "T1"]
+    assert tracks(find_inputs([root / "test"], None, [".mp4"]).files) == ["A - One", "B - Two", "clip"]
+    # deeper in another folder: named by their path, as track folders are
+    assert tracks(find_inputs([tmp_path]).files) == ["musdb/test/A - One", "musdb/test/B - Two",
+                                                     "musdb/train/T1"]
+
+
+def test_the_output_folder_may_not_lie_in_a_subset_folder_of_stem_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    touch(Path("musdb/test/A.stem.mp4"), Path("mine/song.stem.mp4"))
+    with pytest.raises(ConfigError, match=r"-o/--output musdb/test/est lies inside the MUSDB "
+                                          r"folder .*musdb/test"):
+        find_inputs([Path("musdb")], Path("musdb/test/est"))
+    assert tracks(find_inputs([Path("musdb")], Path("musdb/est")).files) == ["A"]
+    # a stems file that is not in a train/ or test/ folder: its folder is not a data set
+    assert tracks(find_inputs([Path("mine")], Path("mine/separated")).files) == ["song"]

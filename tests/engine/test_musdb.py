@@ -70,9 +70,12 @@ def test_find_tracks_filters_and_names_what_is_missing(
     (root / "train").mkdir()
     with pytest.raises(DatasetError, match="no track folders found"):
         find_tracks(root, "train")
+    # MUSDB18: a .stem.mp4 is a track (tests/engine/test_stem_mp4.py reads real ones)
     (root / "train" / "x.stem.mp4").write_bytes(b"")
-    with pytest.raises(DatasetError, match="musdbconvert"):
-        find_tracks(root, "train")
+    (x,) = find_tracks(root, "train")
+    assert (x.name, x.stem_file, x.stream("vocals")) == ("x", root / "train" / "x.stem.mp4", 4)
+    with pytest.raises(DatasetError, match=r"x\.stem\.mp4: the file is empty"):
+        load_tracks(root, "train", ("bass",))
 
 
 def test_training_and_evaluation_find_the_same_tracks(synthetic_musdb: Path) -> None:
@@ -80,3 +83,15 @@ def test_training_and_evaluation_find_the_same_tracks(synthetic_musdb: Path) -> 
     loaded = load_tracks(synthetic_musdb, "test", FOUR)
     assert [t.name for t in found] == [t.name for t in loaded]
     assert loaded[0].files["vocals"] == found[0].stem_path("vocals")
+
+
+def test_a_split_opens_only_its_own_tracks(tmp_path: Path) -> None:
+    """The train and valid splits share train/: each checks (and probes) its tracks only."""
+    for name, files in (("song", ("mixture", "bass")), ("held", ("mixture",))):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for f in files:
+            sf.write(tmp_path / "train" / name / f"{f}.wav", np.zeros((100, 2)), 44100)
+    (tmp_path / "split.json").write_text('{"valid": ["held"]}')
+    assert [t.name for t in load_tracks(tmp_path, "train", ("bass",))] == ["song"]
+    with pytest.raises(DatasetError, match=r"held: missing bass\.wav"):
+        load_tracks(tmp_path, "valid", ("bass",))

@@ -106,7 +106,7 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def probe(path: Path) -> AudioInfo:
+def probe(path: Path, *, stream: int = 0) -> AudioInfo:
     """Read and validate a file's header; which library decodes it is chosen here, by content.
 
     libsndfile reads what it recognises (WAV, FLAC, OGG, MP3, AIFF: exact, and fast to seek)
@@ -114,16 +114,18 @@ def probe(path: Path) -> AudioInfo:
     and ALAC ``.m4a``, video files, WMA, a ``.mp3`` that is really AAC, a WAV that libsndfile
     refuses, and files of more than two channels, which it downmixes to stereo (the returned
     :class:`~cumx_cli.engine.audio.decode.FFmpegAudioInfo` says so in ``downmixed_from``).
+    ``stream`` picks an audio stream other than the first (a MUSDB18 ``.stem.mp4`` holds five):
+    FFmpeg reads those, and the returned info remembers it, so :func:`read_blocks` reads it.
 
     Raises:
         AudioIOError: missing, unreadable, empty, undecodable, truncated, no samples, no audio
-            stream (named, one line).
+            stream, no such stream (named, one line).
     """
     path = Path(path)
     _check_file(path)
-    f = _sndfile(path)
+    f = None if stream else _sndfile(path)
     if f is None:
-        return _ffmpeg().probe(path)
+        return _ffmpeg().probe(path, stream=stream)
     with f:
         info = AudioInfo(path=path, sample_rate=int(f.samplerate), channels=int(f.channels),
                          frames=int(f.frames))
@@ -176,10 +178,10 @@ def read_blocks(info: AudioInfo, block_frames: int = 1 << 18) -> Iterator[torch.
             yield torch.from_numpy(np.ascontiguousarray(data.T))
 
 
-def read_excerpt(path: Path, start: int, frames: int) -> torch.Tensor:
+def read_excerpt(path: Path, start: int, frames: int, *, stream: int = 0) -> torch.Tensor:
     """``frames`` samples of a file from sample ``start``, seeking (only those are decoded), and
     zero-padded at the end where the file is shorter. For datasets read excerpt by excerpt: the
-    caller checks the samples (:func:`probe` checked the header).
+    caller checks the samples (:func:`probe` checked the header). ``stream``: as in :func:`probe`.
 
     Raises:
         AudioIOError: the file cannot be decoded.
@@ -187,11 +189,11 @@ def read_excerpt(path: Path, start: int, frames: int) -> torch.Tensor:
     Shapes:
         returns: (channel, frames) float32
     """
-    f = _sndfile(Path(path))
+    f = None if stream else _sndfile(Path(path))
     if f is None or f.channels > 2:
         if f is not None:
             f.close()
-        return _ffmpeg().read_excerpt(Path(path), start, frames)
+        return _ffmpeg().read_excerpt(Path(path), start, frames, stream=stream)
     try:
         with f, _quiet_native_stderr():
             f.seek(min(start, f.frames))
@@ -203,10 +205,22 @@ def read_excerpt(path: Path, start: int, frames: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.T))
 
 
-def read_audio(path: Path) -> tuple[torch.Tensor, int]:
-    """Read a whole file. Returns ``(waveform (channel, time) float32, sample_rate)``."""
-    info = probe(Path(path))
+def read_audio(path: Path, *, stream: int = 0) -> tuple[torch.Tensor, int]:
+    """Read a whole file (its ``stream``-th audio stream). Returns ``(waveform (channel, time)
+    float32, sample_rate)``."""
+    info = probe(Path(path), stream=stream)
     return torch.cat(list(read_blocks(info)), dim=-1), info.sample_rate
+
+
+def count_audio_streams(path: Path) -> int:
+    """How many audio streams a file holds (5 in a MUSDB18 ``.stem.mp4``), without decoding.
+
+    Raises:
+        AudioIOError: missing, unreadable, empty, or not a media file.
+    """
+    path = Path(path)
+    _check_file(path)
+    return int(_ffmpeg().count_audio_streams(path))
 
 
 def subtype_for(fmt: OutputFormat, dtype: SampleType) -> str:

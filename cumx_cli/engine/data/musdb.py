@@ -1,14 +1,20 @@
 """MUSDB18 / MUSDB18-HQ tracks: where they are, and reading them without decoding whole files.
 
 This is the one place that knows the dataset's layout: training (:func:`load_tracks`) and
-evaluation (:func:`find_tracks`) both find their tracks, and each track's files, here.
+evaluation (:func:`find_tracks`) both find their tracks, and read each track's sources, here.
 
 Two layouts are detected under ``ROOT``:
 
 * **MUSDB18-HQ** (and any decoded MUSDB18): ``ROOT/{train,test}/<track>/{mixture,<source>}.wav``.
   Read directly (``audio.io``); an excerpt seeks and reads only its samples.
-* **MUSDB18** (``ROOT/{train,test}/<track>.stem.mp4``): read through the ``musdb`` package
-  (stempeg and ffmpeg), which seeks with ffmpeg; imported only for this layout.
+* **MUSDB18** (``ROOT/{train,test}/<track>.stem.mp4``): five AAC streams in one file, decoded by
+  FFmpeg through PyAV (``audio.decode``; no ffmpeg program is needed). As in the musdb package,
+  stream k holds ``STEM_STREAMS[k]`` (mixture, drums, bass, other, vocals): the order is fixed,
+  and the stream names a file's metadata may hold are not read. The mixture is its own stream,
+  which in MUSDB18 is not the sum of the decoded stems. The samples are those musdb gives (it
+  decodes to 16-bit, ``stempeg.read_stems(ffmpeg_format="s16le")``): the float decode rounded
+  to 16 bits and clipped at full scale (AAC decodes above 1.0 where the master is loud), so
+  that scores and training data equal musdb's, and those of its ``musdbconvert`` wav files.
 
 The standard split takes the musdb package's 14 validation tracks out of ``train``. A folder may
 override it with ``ROOT/split.json`` (``{"valid": [names]}``), as cumx's synthetic data does.
@@ -17,16 +23,20 @@ override it with ``ROOT/split.json`` (``{"valid": [names]}``), as cumx's synthet
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 import torch
 
-from cumx_cli.engine.audio.io import probe, read_excerpt
+from cumx_cli.engine.audio.io import (
+    AudioInfo,
+    count_audio_streams,
+    probe,
+    read_blocks,
+    read_excerpt,
+)
 from cumx_cli.engine.errors import AudioIOError, DatasetError
 
 Split = Literal["train", "valid", "test"]
@@ -47,19 +57,88 @@ MUSDB_VALID = (
 MUSDB_TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 #: The subset folders of a MUSDB18(-HQ) root.
 MUSDB_SUBSETS: tuple[str, ...] = ("train", "test")
+#: The audio streams of a MUSDB18 ``.stem.mp4``: stream k holds ``STEM_STREAMS[k]`` (musdb's
+#: ``stem_ids``, a fixed order: musdb reads no stream names, and neither does cumx).
+STEM_STREAMS: tuple[str, ...] = ("mixture", "drums", "bass", "other", "vocals")
+#: The suffix of a MUSDB18 track file; the track's name is the file name without it.
+STEM_SUFFIX = ".stem.mp4"
 
 
 @dataclass(frozen=True)
 class TrackFolder:
-    """One track of the wav layout: the folder ``ROOT/<subset>/<name>``."""
+    """One track, of either layout, and how to read each of its sources (or ``mixture``).
+
+    ``folder`` is the track folder ``ROOT/<subset>/<name>`` of the wav layout, or the folder
+    holding ``stem_file``, the track's ``ROOT/<subset>/<name>.stem.mp4``, in MUSDB18's.
+    """
 
     name: str
     subset: str
     folder: Path
+    stem_file: Path | None = None
 
     def stem_path(self, source: str) -> Path:
-        """The file of ``source`` (or ``mixture``): ``<folder>/<source>.wav``."""
-        return self.folder / f"{source}.wav"
+        """The file holding ``source`` (or ``mixture``): ``<folder>/<source>.wav``, or the
+        ``.stem.mp4`` (whose stream :meth:`stream` says which)."""
+        return self.folder / f"{source}.wav" if self.stem_file is None else self.stem_file
+
+    def stream(self, source: str) -> int:
+        """The audio stream of :meth:`stem_path` holding ``source``: 0 in a wav file.
+
+        Raises:
+            DatasetError: a ``.stem.mp4`` holds no such source.
+        """
+        if self.stem_file is None:
+            return 0
+        if source not in STEM_STREAMS:
+            raise DatasetError(f"{self.stem_file}: a MUSDB18 .stem.mp4 holds "
+                               f"{', '.join(STEM_STREAMS)}, not {source!r}")
+        return STEM_STREAMS.index(source)
+
+    def describe(self, source: str) -> str:
+        """Where ``source`` is, for messages: its file, and in a ``.stem.mp4`` its stream."""
+        if self.stem_file is None:
+            return str(self.stem_path(source))
+        return f"{self.stem_file} (stream {self.stream(source)}, {source})"
+
+    def probe(self, source: str) -> AudioInfo:
+        """The header of ``source`` (:func:`~cumx_cli.engine.audio.io.probe`; a ``.stem.mp4``
+        stream is decoded once, to count its samples).
+
+        Raises:
+            AudioIOError: as ``probe``.
+            DatasetError: a ``.stem.mp4`` holds no such source.
+        """
+        return probe(self.stem_path(source), stream=self.stream(source))
+
+    def read(self, source: str, info: AudioInfo | None = None) -> torch.Tensor:
+        """All samples of ``source``; ``info`` is its :meth:`probe` where the caller has it.
+
+        Raises:
+            AudioIOError: as ``audio.io.read_blocks``.
+
+        Shapes:
+            returns: (channel, time) float32
+        """
+        info = self.probe(source) if info is None else info
+        return self._as_musdb(torch.cat(list(read_blocks(info)), dim=-1))
+
+    def read_excerpt(self, source: str, start: int, frames: int) -> torch.Tensor:
+        """``frames`` samples of ``source`` from ``start`` (only those decoded), zero-padded
+        past the end; the caller checks them (``audio.io.read_excerpt``).
+
+        Shapes:
+            returns: (channel, frames) float32
+        """
+        data = read_excerpt(self.stem_path(source), start, frames, stream=self.stream(source))
+        return self._as_musdb(data)
+
+    def _as_musdb(self, samples: torch.Tensor) -> torch.Tensor:
+        """A ``.stem.mp4``'s samples as musdb decodes them: rounded to 16 bits and clipped
+        (``s16le``, what ffmpeg's float to int16 conversion does). Wav samples as they are."""
+        if self.stem_file is None:
+            return samples
+        return samples.mul(32768.0).round_().clamp_(-32768.0, 32767.0).div_(32768.0)
 
 
 def is_track_folder(folder: Path) -> bool:
@@ -72,6 +151,19 @@ def is_track_folder(folder: Path) -> bool:
     track = TrackFolder(folder.name, folder.parent.name, folder)
     return (track.stem_path("mixture").is_file()
             and any(track.stem_path(s).is_file() for s in MUSDB_TARGETS))
+
+
+def is_stem_file(path: Path) -> bool:
+    """Whether ``path`` is named as a MUSDB18 track file, ``<name>.stem.mp4``, and not hidden
+    (macOS leaves ``._<name>.stem.mp4`` beside copied files)."""
+    return path.name.endswith(STEM_SUFFIX) and len(path.name) > len(STEM_SUFFIX) \
+        and not path.name.startswith(".")
+
+
+def stem_track(path: Path, subset: str) -> TrackFolder:
+    """The track of the ``.stem.mp4`` ``path``, named as musdb names it (the file name less
+    ``.stem.mp4``)."""
+    return TrackFolder(path.name[:-len(STEM_SUFFIX)], subset, path.parent, path)
 
 
 def subset_folder(root: Path, subset: str) -> Path:
@@ -87,24 +179,30 @@ def subset_folder(root: Path, subset: str) -> Path:
     return folder
 
 
-def _is_stem_layout(folder: Path) -> bool:
-    return any(folder.glob("*.stem.mp4"))
+def _stem_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_stem_file(p) and p.is_file())
 
 
 def find_tracks(root: Path, subset: str, names: Sequence[str] | None = None) -> list[TrackFolder]:
-    """The track folders of ``root/subset`` (wav layout), sorted by name, optionally only ``names``
-    (in the order given). Hidden folders are not tracks.
+    """The tracks of ``root/subset``, sorted by name, optionally only ``names`` (in the order
+    given): its ``<name>.stem.mp4`` files where it holds any (MUSDB18), else its track folders
+    (wav layout; hidden folders are not tracks).
 
     Raises:
-        DatasetError: no such folder, a stem-file (``.stem.mp4``) dataset, no track, or a
-            requested name that is not there.
+        DatasetError: no such folder, both layouts in it, no track, or a requested name that is
+            not there.
     """
     folder = subset_folder(root, subset)
-    if _is_stem_layout(folder):
-        raise DatasetError(f"{folder} holds .stem.mp4 files; cumx reads the MUSDB18-HQ wav "
-                           "layout here: convert with `musdbconvert ROOT ROOT-WAV` (from musdb)")
-    tracks = [TrackFolder(p.name, subset, p) for p in sorted(folder.iterdir())
-              if p.is_dir() and not p.name.startswith(".")]
+    stem_files = _stem_files(folder)
+    folders = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    if stem_files:
+        mixed = [p.name for p in folders if is_track_folder(p)]
+        if mixed:
+            raise DatasetError(f"{folder} holds both .stem.mp4 files and track folders "
+                               f"({mixed[0]}/...); keep MUSDB18 and MUSDB18-HQ in separate roots")
+        tracks = [stem_track(p, subset) for p in stem_files]
+    else:
+        tracks = [TrackFolder(p.name, subset, p) for p in folders]
     if names:
         known = {t.name: t for t in tracks}
         missing = [n for n in names if n not in known]
@@ -118,13 +216,14 @@ def find_tracks(root: Path, subset: str, names: Sequence[str] | None = None) -> 
 
 @dataclass
 class Track:
-    """One track: its name, sample rate, length, and how to read a source."""
+    """One training track: its name, sample rate, length, and where its sources are."""
 
     name: str
     rate: int
     frames: int
-    files: dict[str, Path] = field(default_factory=dict)  # wav layout: name -> file
-    stem: Any = None  # stems layout: a musdb Track (musdb has no type hints)
+    #: the file of each source and of ``mixture`` (one ``.stem.mp4`` for all, in MUSDB18)
+    files: dict[str, Path]
+    location: TrackFolder
 
     def read(self, source: str, start: int = 0, frames: int | None = None) -> torch.Tensor:
         """Samples of ``source`` (or ``mixture``) from ``start``: (channel, time) float32.
@@ -135,32 +234,16 @@ class Track:
                 start-up, so a bad sample stops training before it reaches the model).
         """
         frames = self.frames - start if frames is None else frames
-        if self.stem is not None:
-            data = self._read_stem(source, start, frames)
-        else:
-            try:  # a stem shorter than the mixture is padded with silence
-                data = read_excerpt(self.files[source], start, frames)
-            except AudioIOError as exc:
-                raise DatasetError(str(exc)) from exc
+        try:  # a stem shorter than the mixture is padded with silence
+            data = self.location.read_excerpt(source, start, frames)
+        except AudioIOError as exc:
+            raise DatasetError(str(exc)) from exc
         finite = torch.isfinite(data).all(dim=0)
         if not bool(finite.all()):
             first = start + int(torch.argmin(finite.to(torch.uint8)))
-            where = self.files[source] if self.files else \
-                f"{self.stem.path} ({source})"
-            raise DatasetError(f"{where}: contains NaN or infinite samples "
-                               f"(first at {first / self.rate:.3f} s)")
+            raise DatasetError(f"{self.location.describe(source)}: contains NaN or infinite "
+                               f"samples (first at {first / self.rate:.3f} s)")
         return data
-
-    def _read_stem(self, source: str, start: int, frames: int) -> torch.Tensor:
-        track = self.stem
-        track.chunk_start = start / self.rate
-        track.chunk_duration = frames / self.rate
-        # musdb decodes only the chunk (ffmpeg seeks) for the track and its sources
-        audio = track.audio if source == "mixture" else track.sources[source].audio
-        data = torch.from_numpy(np.ascontiguousarray(audio.T, dtype=np.float32))
-        if data.shape[-1] < frames:
-            data = torch.nn.functional.pad(data, (0, frames - data.shape[-1]))
-        return data[..., :frames]
 
 
 def _wav_track(track: TrackFolder, sources: tuple[str, ...]) -> Track:
@@ -175,26 +258,29 @@ def _wav_track(track: TrackFolder, sources: tuple[str, ...]) -> Track:
     except AudioIOError as exc:
         raise DatasetError(str(exc)) from exc
     info = infos["mixture"]
-    return Track(track.name, info.sample_rate, info.frames, files)
+    return Track(track.name, info.sample_rate, info.frames, files, track)
 
 
-def _stem_tracks(root: Path, subset: str, sources: tuple[str, ...]) -> list[Track]:
-    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
-        raise DatasetError(f"{root}: MUSDB18 .stem.mp4 files need ffmpeg and ffprobe on PATH "
-                           "(e.g. apt-get install ffmpeg), or decode them to wav with musdbconvert")
+def _stem_track(track: TrackFolder, sources: tuple[str, ...]) -> Track:
+    """A ``.stem.mp4`` track, checked to hold the five streams. Only the mixture is decoded
+    here (for its exact length, about 0.1 s of CPU per minute): MUSDB18's streams are equally
+    long, and a shorter stream would be padded with silence, as a shorter wav stem is."""
+    file = track.stem_file
+    assert file is not None, "a stems-file track"
+    unknown = [s for s in sources if s not in STEM_STREAMS[1:]]
+    if unknown:
+        raise DatasetError(f"{file}: a MUSDB18 .stem.mp4 holds {', '.join(STEM_STREAMS[1:])}, "
+                           f"not {', '.join(unknown)}; train on those, or on wav track folders")
     try:
-        import musdb  # noqa: PLC0415 - heavy, and needs ffmpeg: only for this layout
-    except ImportError as exc:
-        raise DatasetError("reading MUSDB18 .stem.mp4 files needs the musdb package "
-                           "(pip install musdb)") from exc
-    db = musdb.DB(root=str(root), subsets=subset, is_wav=False)
-    tracks = []
-    for t in db.tracks:
-        missing = [s for s in sources if s not in t.sources]
-        if missing:
-            raise DatasetError(f"{t.path}: has no source {', '.join(missing)}")
-        tracks.append(Track(t.name, int(t.rate), int(t.duration * t.rate), stem=t))
-    return tracks
+        count = count_audio_streams(file)
+        if count < len(STEM_STREAMS):
+            raise DatasetError(f"{file}: has {count} audio stream{'s' * (count != 1)}; a MUSDB18 "
+                               f".stem.mp4 holds {len(STEM_STREAMS)} ({', '.join(STEM_STREAMS)})")
+        info = track.probe("mixture")
+    except AudioIOError as exc:
+        raise DatasetError(str(exc)) from exc
+    return Track(track.name, info.sample_rate, info.frames,
+                 dict.fromkeys(("mixture", *sources), file), track)
 
 
 def load_tracks(root: Path, split: Split, sources: tuple[str, ...]) -> list[Track]:
@@ -204,14 +290,12 @@ def load_tracks(root: Path, split: Split, sources: tuple[str, ...]) -> list[Trac
         DatasetError: a missing folder, an unknown layout, a missing stem, or an empty split.
     """
     root = Path(root).expanduser()
-    subset = "test" if split == "test" else "train"
-    if _is_stem_layout(subset_folder(root, subset)):
-        tracks = _stem_tracks(root, subset, sources)
-    else:
-        tracks = [_wav_track(t, sources) for t in find_tracks(root, subset)]
-    if split != "test":
+    found = find_tracks(root, "test" if split == "test" else "train")
+    if split != "test":  # before any file is opened: the other split's are not read
         valid = _valid_names(root)
-        tracks = [t for t in tracks if (t.name in valid) == (split == "valid")]
+        found = [t for t in found if (t.name in valid) == (split == "valid")]
+    tracks = [_wav_track(t, sources) if t.stem_file is None else _stem_track(t, sources)
+              for t in found]
     if not tracks:
         raise DatasetError(f"{root}: the {split} split has no tracks{_split_hint(root, split)}")
     rates = {t.rate for t in tracks}

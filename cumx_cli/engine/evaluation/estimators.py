@@ -3,7 +3,8 @@
 An :class:`Estimator` gives, for one track, a (channel, time) estimate per source at the
 references' sample rate and channel count; the runner scores them. :class:`EstimatesFolder`
 reads ``DIR/<track>/<source>.wav`` written by any tool and checks it against the reference;
-:class:`SeparatorEstimator` separates the track's ``mixture.wav`` in memory.
+:class:`SeparatorEstimator` separates the track's mixture (its ``mixture.wav``, or the
+mixture stream of its ``.stem.mp4``) in memory.
 
 Each estimator has a ``record``: what made its estimates (the estimates folder, or the model, the
 sha256 of its files and the inference options), stored in every score file, so that a rerun
@@ -82,18 +83,19 @@ class EstimatesFolder:
                 raise EvaluationError(f"track {track.name!r}: estimate {path} is missing")
             self._check(track, path, probe(path), references[source])
             out[source] = read_audio(path)[0]
-            self._check_not_the_reference(track, path, out[source], references[source])
+            self._check_not_the_reference(track, source, path, out[source], references[source])
         return out
 
     @staticmethod
-    def _check_not_the_reference(track: TrackFolder, path: Path, estimate: torch.Tensor,
-                                 ref: AudioInfo) -> None:
+    def _check_not_the_reference(track: TrackFolder, source: str, path: Path,
+                                 estimate: torch.Tensor, ref: AudioInfo) -> None:
         # a copied reference, or one separated as an input into the same name, scores far too
         # well and would be trusted; an honest estimate is never equal sample for sample
-        if estimate.shape[-1] == ref.frames and torch.equal(estimate, read_audio(ref.path)[0]):
+        if estimate.shape[-1] == ref.frames and torch.equal(estimate, track.read(source, ref)):
             raise EvaluationError(
-                f"track {track.name!r}: estimate {path} is identical to the reference {ref.path}; "
-                "it is a copy of the reference, not an estimate (separate only the mixtures)")
+                f"track {track.name!r}: estimate {path} is identical to the reference "
+                f"{track.describe(source)}; it is a copy of the reference, not an estimate "
+                "(separate only the mixtures)")
 
     def _check(self, track: TrackFolder, path: Path, info: AudioInfo, ref: AudioInfo) -> None:
         if info.sample_rate != ref.sample_rate:
@@ -112,7 +114,8 @@ class EstimatesFolder:
 
 
 class SeparatorEstimator:
-    """Separate the track's ``mixture.wav`` in memory with a separator.
+    """Separate the track's mixture in memory with a separator (read as the references are:
+    :meth:`~cumx_cli.engine.data.musdb.TrackFolder.read`).
 
     A mixture whose channel count differs from the model's is up- or down-mixed for the model,
     and the stems are mixed back to the mixture's channel count.
@@ -128,10 +131,11 @@ class SeparatorEstimator:
         mixture_path = track.stem_path("mixture")
         if not mixture_path.exists():
             raise EvaluationError(f"track {track.name!r}: mixture {mixture_path} is missing")
-        mixture, rate = read_audio(mixture_path)
-        if rate != sep.sample_rate:
-            raise EvaluationError(f"track {track.name!r}: {mixture_path} is at {rate} Hz, the "
-                                  f"model at {sep.sample_rate} Hz")
+        info = track.probe("mixture")
+        if info.sample_rate != sep.sample_rate:
+            raise EvaluationError(f"track {track.name!r}: {track.describe('mixture')} is at "
+                                  f"{info.sample_rate} Hz, the model at {sep.sample_rate} Hz")
+        mixture = track.read("mixture", info)
         channels = mixture.shape[0]
         separated = sep.separate(match_channels(mixture, sep.num_channels)[None])[0]
         return {source: match_channels(separated[list(sep.sources).index(source)], channels)

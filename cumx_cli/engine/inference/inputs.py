@@ -9,7 +9,9 @@ A MUSDB18-HQ track folder met in the search (``<track>/mixture.wav`` beside its 
 :func:`~cumx_cli.engine.data.musdb.is_track_folder`) gives only its mixture, named after the
 folder, so that a data set given as ``ROOT/test``, ``ROOT`` or one track is separated into
 ``OUT/<track>/<source>.wav``, the layout ``cumx eval --estimates OUT`` reads, and its reference
-stems are never separated (they would be scored as estimates).
+stems are never separated (they would be scored as estimates). A ``<track>.stem.mp4`` (MUSDB18,
+or any stems file) is searched for without ``--ext``, unlike other ``.mp4`` files (videos): its
+first stream, the mixture, is what is read, and a MUSDB18 root's are named as the wav layout's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cumx_cli.engine.audio.formats import AUDIO_SUFFIXES
-from cumx_cli.engine.data.musdb import MUSDB_SUBSETS, TrackFolder, is_track_folder
+from cumx_cli.engine.data.musdb import (
+    MUSDB_SUBSETS,
+    TrackFolder,
+    is_stem_file,
+    is_track_folder,
+    stem_track,
+)
 from cumx_cli.engine.errors import ConfigError
 
 
@@ -34,10 +42,11 @@ class InputFile:
 
 @dataclass(frozen=True)
 class MusdbFolder:
-    """A folder input that holds MUSDB track folders, of which only the mixtures are separated.
+    """A folder input that holds MUSDB tracks, of which only the mixtures are separated.
 
-    ``tracks`` counts the track folders; ``others`` the other audio files found beside them
-    (separated as in any folder); ``is_track`` says the input is itself one track folder.
+    ``tracks`` counts the track folders and ``.stem.mp4`` files; ``others`` the other audio files
+    found beside them (separated as in any folder); ``is_track`` says the input is itself one
+    track folder.
     """
 
     folder: Path
@@ -76,8 +85,9 @@ def find_inputs(paths: Iterable[Path], output: Path | None = None,
     """Expand folders recursively to their audio files (sorted); keep files as given.
 
     A folder search picks up the suffixes of :data:`~cumx_cli.engine.audio.formats.AUDIO_SUFFIXES`
-    and ``extra_suffixes`` (``".mp4"``...: video files are searched for only when asked). A
-    ``NAME.stem.mp4`` (a stems file, whose first stream is the mixture) is named ``NAME``.
+    and ``extra_suffixes`` (``".mp4"``...: video files are searched for only when asked), and
+    ``NAME.stem.mp4`` files (stems files, whose first stream is the mixture; a track of the
+    MUSDB18 layout), named ``NAME``.
 
     A path that does not exist is kept, so that it is reported as a failed input. In a folder,
     hidden files and folders (a leading dot: cumx's ``.NAME.HOST.PID.raw`` and ``.part`` scratch
@@ -86,14 +96,15 @@ def find_inputs(paths: Iterable[Path], output: Path | None = None,
     the next run. A folder given as an input is searched even if it lies inside ``output``.
 
     A MUSDB track folder in a folder input (the input itself or a folder below it) gives only
-    its ``mixture.wav``, and the rest of it is not searched. Its track name is its path relative
-    to the input, less a leading ``train/`` or ``test/`` (so a MUSDB root's tracks are named as
-    ``eval`` names them), or its own name if it is the input. A file given as an input is
-    always separated, whatever its folder.
+    its ``mixture.wav``, and the rest of it is not searched. Its track name, and that of a
+    ``.stem.mp4``, is its path relative to the input, less a leading ``train/`` or ``test/`` (so
+    a MUSDB root's tracks are named as ``eval`` names them), or its own name if it is the input.
+    A file given as an input is always separated, whatever its folder.
 
     Raises:
         ConfigError: ``output`` lies inside a track folder found, or inside the ``train`` or
-            ``test`` folder holding one: stems written there would join the data set.
+            ``test`` folder holding one or a ``.stem.mp4``: stems written there would join the
+            data set.
     """
     skip = None if output is None else Path(os.path.realpath(output))
     suffixes = AUDIO_SUFFIXES | {s.lower() if s.startswith(".") else f".{s.lower()}"
@@ -111,8 +122,8 @@ def find_inputs(paths: Iterable[Path], output: Path | None = None,
         items += [InputFile(t.stem_path("mixture"), _track_name(path, t)) for t in tracks]
         found.extend(sorted(items, key=lambda item: item.path))
         if tracks:
-            musdb.append(MusdbFolder(path, len(tracks), len(files),
-                                     is_track=tracks[0].folder == path))
+            musdb.append(MusdbFolder(path, len(tracks), len(files), is_track=(
+                tracks[0].stem_file is None and tracks[0].folder == path)))
     return FoundInputs(found, musdb)
 
 
@@ -124,8 +135,9 @@ def _name(path: Path) -> str:
 
 def _search(folder: Path, skip: Path | None,
             suffixes: frozenset[str]) -> tuple[list[Path], list[TrackFolder]]:
-    """The visible audio files below ``folder`` outside track folders, and the track folders,
-    not descending into hidden folders, track folders or ``skip`` (a resolved path)."""
+    """The visible audio files below ``folder`` outside track folders, and the tracks (track
+    folders and ``.stem.mp4`` files), not descending into hidden folders, track folders or
+    ``skip`` (a resolved path)."""
     files: list[Path] = []
     tracks: list[TrackFolder] = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -140,26 +152,35 @@ def _search(folder: Path, skip: Path | None,
                        and (skip is None or Path(os.path.realpath(here / d)) != skip)]
         for name in filenames:
             file = here / name
-            if (not name.startswith(".") and Path(name).suffix.lower() in suffixes
+            if is_stem_file(file) and file.is_file():
+                tracks.append(stem_track(file, Path(os.path.abspath(here)).name))
+            elif (not name.startswith(".") and Path(name).suffix.lower() in suffixes
                     and file.is_file()):
                 files.append(file)
     return files, tracks
 
 
 def _track_name(root: Path, track: TrackFolder) -> str:
-    """The output name of a track folder found in the folder input ``root``."""
-    parts = track.folder.relative_to(root).parts
+    """The output name of a track (folder or ``.stem.mp4``) found in the folder input ``root``."""
+    where = track.folder if track.stem_file is None else track.folder / track.name
+    parts = where.relative_to(root).parts
     if len(parts) == 2 and parts[0] in MUSDB_SUBSETS:  # ROOT/test/<track>
         return parts[1]
     return "/".join(parts) or track.name  # no parts: the input itself
 
 
 def _check_output_outside(output: Path, tracks: list[TrackFolder]) -> None:
-    """Refuse an output folder inside a track folder, or inside the subset folder holding one."""
+    """Refuse an output folder inside a track folder, or inside the subset folder holding one
+    (or a ``.stem.mp4``, whose ``folder`` is that subset folder)."""
     resolved = Path(os.path.realpath(output))
     for track in tracks:
         real = Path(os.path.realpath(track.folder))
-        for folder in (real, real.parent) if track.subset in MUSDB_SUBSETS else (real,):
+        folders: tuple[Path, ...]
+        if track.stem_file is not None:
+            folders = (real,) if track.subset in MUSDB_SUBSETS else ()
+        else:
+            folders = (real, real.parent) if track.subset in MUSDB_SUBSETS else (real,)
+        for folder in folders:
             if resolved == folder or folder in resolved.parents:
                 raise ConfigError(f"-o/--output {output} lies inside the MUSDB folder {folder}: "
                                   "stems written there would join the data set; choose an "
