@@ -67,13 +67,18 @@ class _CliEvents:
         else:
             self.state.info(f"{where} [green]scored[/] {result.track} ({result.seconds:.1f} s)")
 
+    def track_warning(self, track: TrackFolder, message: str) -> None:
+        warn_line(message)
+
 
 @guard
 def eval_command(
     ctx: typer.Context,
-    musdb: Annotated[Path, typer.Option(
-        "--musdb", help="MUSDB18-HQ root: ROOT/{train,test}/<track>/{mixture,vocals,drums,bass,"
-        "other}.wav.", exists=True, file_okay=False, dir_okay=True, show_default=False)],
+    musdb: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--musdb", envvar="MUSDB_PATH", help="MUSDB18-HQ root (ROOT/{train,test}/<track>/"
+        "{mixture,vocals,drums,bass,other}.wav) or MUSDB18 root (ROOT/{train,test}/"
+        "<track>.stem.mp4).", exists=True, file_okay=False, dir_okay=True,
+        show_default=False)] = None,
     subset: Annotated[Subset, typer.Option(help="Which subset to score.")] = Subset.test,
     model: Annotated[Optional[str], typer.Option(  # noqa: UP007 - typer needs Optional here
         "-m", "--model", help="Separate each track's mixture with this model (a checkpoint "
@@ -107,7 +112,7 @@ def eval_command(
 ) -> None:
     """Score separations with BSSEval v4 (museval's SDR/SIR/ISR/SAR, 1 s frames).
 
-    Prints the median over frames, then over tracks, per source and their average (with the published scores of a registered model beside them). Tracks already scored are skipped unless --force, when their score files record the same model (and its sha256) or estimates folder and the same options; files made by something else are scored again.
+    Prints the median over frames, then over tracks, per source and their average (with the published scores of a registered model beside them when they were measured on the same set, MUSDB18 or MUSDB18-HQ; else one line saying so), and the global SDR (MDX 2021: one number per track) per source, mean and median over tracks. A track whose estimates are shifted in time against its references gets one warning line naming the lag (its scores are unchanged). Tracks already scored are skipped unless --force, when their score files record the same model (and its sha256) or estimates folder and the same options; files made by something else are scored again.
 
     Exit status: 0 when every track was scored or skipped; 1 when any failed (the others are still scored); 2 for usage errors.
     """
@@ -117,6 +122,8 @@ def eval_command(
     from cumx_cli.engine.inference.outputs import check_output_folder
 
     state = command_state(ctx, verbose=verbose, quiet=quiet)
+    if musdb is None:
+        raise ConfigError("no data set: give --musdb ROOT or set MUSDB_PATH")
     if (model is None) == (estimates is None):
         raise ConfigError("give either --model M (separate, then score) or --estimates DIR "
                           "(score stems on disk), not both or neither")
@@ -154,9 +161,10 @@ def eval_command(
     if any(r.frames for r in results):
         summary = report.summarize(results, sources)
         published = report.published_scores(model)
-        table = report.format_table(summary, published, model)
+        dataset = report.dataset_of_layout(report.layout_of(selected))  # what is scored here
+        table = report.format_table(summary, published, dataset)
         sys.stdout.write(table)
-        paths = report.write_reports(summary, out, published, model)
+        paths = report.write_reports(summary, out, published, dataset)
         try:
             report.write_boxplots(summary, out)
         except report.PlotsUnavailable as exc:

@@ -142,6 +142,12 @@ class EvalEvents(Protocol):
     def track_finished(self, result: EvalTrackResult) -> None:
         """A track is scored, skipped or failed."""
 
+    def track_warning(self, track: TrackFolder, message: str) -> None:
+        """Something about ``track``'s estimates the user should know; its scores stand as
+        computed (``message`` names the track: "track 'X': the estimates lag the references by
+        1024 samples ..."). Called before :meth:`track_finished`, also for a track whose score
+        file recorded it and is reused."""
+
 
 class NoEvalEvents:
     """:class:`EvalEvents` that ignores everything."""
@@ -150,4 +156,7 @@ class NoEvalEvents:
         pass
 
     def track_finished(self, result: EvalTrackResult) -> None:
+        pass
+
+    def track_warning(self, track: TrackFolder, message: str) -> None:
         pass

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cumx_cli.engine.config import EvalConfig
 from cumx_cli.engine.data.musdb import TrackFolder
@@ -70,3 +71,68 @@ def test_the_record_is_stored_beside_museval_keys_and_read_back(tmp_path: Path) 
     assert museval_format.read_record(path) is None
     path.write_text("{not json")
     assert museval_format.read_record(path) is None
+
+
+def test_global_sdr_and_lag_are_stored_beside_museval_keys_and_read_back(tmp_path: Path) -> None:
+    frames = museval_format.frame_table({m: np.ones((2, 1)) for m in METRICS}, ["a", "b"])
+    lag = {"samples": 1024, "sources": ["a", "b"], "checked": ["a", "b"], "rate": 44100}
+    gsdr = museval_format.global_sdr_table(torch.tensor([1.234567891, float("inf")],
+                                                        dtype=torch.float64), ["a", "b"])
+    assert gsdr["a"] == 1.23457 and math.isnan(gsdr["b"])  # quantised as museval's frames
+    path = tmp_path / "t.json"
+    path.write_text(museval_format.to_json(frames, EvalConfig(), {"x": 1}, global_sdr=gsdr,
+                                           lag=lag))
+    data = json.loads(path.read_text())
+    assert set(data) == {"targets", "museval_version", museval_format.RECORD_KEY,
+                         museval_format.GLOBAL_SDR_KEY, museval_format.LAG_KEY}
+    back = museval_format.read_global_sdr(path)
+    assert back is not None and back["a"] == 1.23457 and math.isnan(back["b"])
+    assert museval_format.read_lag(path) == lag
+    assert museval_format.read_json(path) == frames  # museval's part, unchanged
+
+
+def test_files_without_the_global_sdr_read_as_none(tmp_path: Path) -> None:
+    frames = museval_format.frame_table({m: np.ones((2, 1)) for m in METRICS}, ["a", "b"])
+    path = tmp_path / "t.json"
+    path.write_text(museval_format.to_json(frames, EvalConfig(), {"x": 1}))  # an older file
+    assert museval_format.read_global_sdr(path) is None and museval_format.read_lag(path) is None
+    data = json.loads(path.read_text())
+    data[museval_format.GLOBAL_SDR_KEY] = ["not", "a", "table"]
+    path.write_text(json.dumps(data))
+    assert museval_format.read_global_sdr(path) is None
+    path.write_text("{not json")
+    assert museval_format.read_global_sdr(path) is None and museval_format.read_lag(path) is None
+
+
+def test_museval_reads_a_score_file_with_cumx_keys(tmp_path: Path) -> None:
+    """museval's own readers (its JSON schema, ``json2df``, ``EvalStore.add_eval_dir``) take a
+    file holding cumx's record, global SDR and lag as they take their own."""
+    aggregate = _museval_aggregate()
+    scores = {m: np.array([[1.0, 3.0, 2.0], [4.0, 6.0, 5.0]]) + k for k, m in enumerate(METRICS)}
+    frames = museval_format.frame_table(scores, ["vocals", "drums"])
+    text = museval_format.to_json(
+        frames, EvalConfig(), {"estimates": "/x"}, global_sdr={"vocals": 7.5, "drums": 1.25},
+        lag={"samples": -1105, "sources": ["vocals"], "checked": ["vocals", "drums"],
+             "rate": 44100})
+    path = tmp_path / "test" / "A - One.json"
+    museval_format.write_atomic(path, text)
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib.resources import files
+
+    schema = json.loads(files("museval").joinpath("musdb.schema.json").read_text())
+    jsonschema.validate(json.loads(text), schema)
+    df = aggregate.json2df(json.loads(text), "A - One")
+    assert set(df["target"]) == {"vocals", "drums"} and len(df) == 2 * 3 * 4
+    store = aggregate.EvalStore()
+    store.add_eval_dir(tmp_path)
+    medians = store.agg_frames_tracks_scores()
+    assert medians.loc[("vocals", "SDR")] == 2.0 and medians.loc[("drums", "SAR")] == 5.0 + 3
+
+
+def _museval_aggregate():  # type: ignore[no-untyped-def]
+    pytest.importorskip("pandas")
+    try:
+        from museval import aggregate
+    except (ImportError, RuntimeError) as exc:  # import museval needs ffmpeg (through musdb)
+        pytest.skip(f"museval cannot be imported here: {exc}")
+    return aggregate

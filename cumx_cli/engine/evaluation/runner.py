@@ -9,7 +9,10 @@ something else (another model, estimates folder or score-changing option, or non
 scored again and overwritten, never reused.
 
 As museval's ``eval_mus_track``: the sources present are scored jointly in MUSDB's target order
-(``MUSDB_TARGETS``), and estimates are zero-padded or cut to the reference length.
+(``MUSDB_TARGETS``), and estimates are zero-padded or cut to the reference length. Beside
+BSSEval, each track gets the global SDR per source (``museval_format.global_sdr``) and a check
+for estimates shifted in time (``alignment.detect_lag``), reported through
+``EvalEvents.track_warning``; neither changes the BSSEval scores.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from cumx_cli.engine.audio.io import AudioInfo, probe, read_audio
+from cumx_cli.engine.audio.io import AudioInfo
 from cumx_cli.engine.config import EvalConfig
 from cumx_cli.engine.data.musdb import TrackFolder
 from cumx_cli.engine.errors import CumxError, EvaluationError
 from cumx_cli.engine.evaluation import museval_format
+from cumx_cli.engine.evaluation.alignment import Lag, describe, detect_lag
 from cumx_cli.engine.evaluation.bsseval import SilentSourceError, bss_eval_v4
 from cumx_cli.engine.evaluation.estimators import Estimator
 from cumx_cli.engine.evaluation.museval_format import FrameTable
@@ -55,6 +59,20 @@ class TrackResult:
     error: str | None = None
     #: scored again because the existing file was made by something else
     replaced: bool = False
+    #: the global SDR per source, dB (empty: not known, a score file written before it)
+    global_sdr: dict[str, float] = field(default_factory=dict)
+    #: the constant lag the estimates were found shifted by (``alignment``), or None
+    lag: Lag | None = None
+
+
+@dataclass(frozen=True)
+class TrackScores:
+    """One track's scores: BSSEval v4 per frame, the global SDR per source (both as the JSON
+    stores them) and the lag of the estimates, if one was found."""
+
+    frames: FrameTable
+    global_sdr: dict[str, float]
+    lag: Lag | None
 
 
 def score_record(estimator: Estimator, config: EvalConfig) -> dict[str, Any]:
@@ -137,13 +155,13 @@ def _reference_infos(track: TrackFolder, sources: Sequence[str]) -> dict[str, Au
         path = track.stem_path(source)
         if not path.exists():
             raise EvaluationError(f"track {track.name!r}: reference {path} is missing")
-        infos[source] = probe(path)
+        infos[source] = track.probe(source)  # a wav file, or a stream of a .stem.mp4
     return infos
 
 
 def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estimator,
-                   config: EvalConfig, device: torch.device | None = None) -> FrameTable:
-    """Score one track's estimates; the frame table of the JSON."""
+                   config: EvalConfig, device: torch.device | None = None) -> TrackScores:
+    """Score one track's estimates, and check them for a constant lag (scores unchanged)."""
     infos = _reference_infos(track, sources)
     rates = {info.sample_rate for info in infos.values()}
     lengths = {info.frames for info in infos.values()}
@@ -152,7 +170,7 @@ def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estima
                               "or length; the dataset folder is inconsistent")
     rate, length = rates.pop(), lengths.pop()
     estimates = estimator.estimates(track, sources, infos)
-    refs = torch.stack([read_audio(infos[s].path)[0] for s in sources])
+    refs = torch.stack([track.read(s, infos[s]) for s in sources])
     ests = torch.stack([match_length(estimates[s].float().cpu(), length) for s in sources])
     try:
         scores = score(refs, ests, rate, config, device)
@@ -163,7 +181,9 @@ def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estima
                               "BSSEval (and museval) cannot score it") from exc
     except ValueError as exc:  # museval's own input validation
         raise EvaluationError(f"track {track.name!r}: museval refused the input ({exc})") from exc
-    return museval_format.frame_table(scores, sources)
+    global_sdr = museval_format.global_sdr_table(museval_format.global_sdr(refs, ests), sources)
+    return TrackScores(museval_format.frame_table(scores, sources), global_sdr,
+                       detect_lag(refs, ests, rate, sources))
 
 
 def _score_or_read(track: TrackFolder, sources: Sequence[str], estimator: Estimator,
@@ -174,11 +194,16 @@ def _score_or_read(track: TrackFolder, sources: Sequence[str], estimator: Estima
     replaced = False
     if path.exists() and not force:
         if museval_format.read_record(path) == record:
-            return TrackResult(track.name, "skipped", museval_format.read_json(path), path)
+            return TrackResult(track.name, "skipped", museval_format.read_json(path), path,
+                               global_sdr=museval_format.read_global_sdr(path) or {},
+                               lag=Lag.from_dict(museval_format.read_lag(path)))
         replaced = True
-    frames = evaluate_track(track, sources, estimator, config, device)
-    museval_format.write_atomic(path, museval_format.to_json(frames, config, record))
-    return TrackResult(track.name, "scored", frames, path, replaced=replaced)
+    scores = evaluate_track(track, sources, estimator, config, device)
+    museval_format.write_atomic(path, museval_format.to_json(
+        scores.frames, config, record, global_sdr=scores.global_sdr,
+        lag=scores.lag.to_dict() if scores.lag is not None else None))
+    return TrackResult(track.name, "scored", scores.frames, path, replaced=replaced,
+                       global_sdr=scores.global_sdr, lag=scores.lag)
 
 
 def evaluate_tracks(tracks: Sequence[TrackFolder], sources: Sequence[str], estimator: Estimator,
@@ -203,6 +228,8 @@ def evaluate_tracks(tracks: Sequence[TrackFolder], sources: Sequence[str], estim
         except CumxError as exc:
             result = TrackResult(track.name, "error", error=str(exc))
         result.seconds = time.perf_counter() - started
+        if result.lag is not None:  # found now, or when the reused file was scored
+            events.track_warning(track, describe(result.lag, track.name))
         events.track_finished(result)
         results.append(result)
     return results
