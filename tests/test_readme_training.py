@@ -55,3 +55,4 @@ def test_development_block(sandbox: tuple[Path, dict[str, str]]) -> None:
     out = run_block("\n".join(benchmarks), root, env)
     assert "speed: 0.25 min stereo" in out and "chunk" in out
     assert "speed-up:" in out and "NaN frames in the same places: True" in out
+    assert "ratio m4a / wav" in out and "stems identical: True" in out
