@@ -1,0 +1,93 @@
+"""Whole-process evaluation speed: ``cumx eval --estimates`` against museval's own command path.
+
+Writes ``--tracks`` synthetic four-source stereo tracks of ``--seconds`` each (the stems and
+estimates of ``eval_speed.py``) as a MUSDB18-HQ test folder and an estimates folder, then times,
+as separate processes, what a user runs:
+
+* ``cumx eval --musdb ROOT --estimates EST --out OUT`` (interpreter start, imports, reading,
+  BSSEval, the lag check, the reports and the box plots included);
+* museval's ``eval_dir(reference_dir, estimates_dir, output_dir)`` for each track, in one
+  Python process (museval's import needs ffmpeg on PATH, through musdb).
+
+It prints both wall times and the ratio, alternating the two ``--repeats`` times.
+
+    python benchmarks/eval_process.py [--tracks 3] [--seconds 60] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_speed import RATE, estimates, stems  # noqa: E402
+
+SOURCES = ("vocals", "drums", "bass", "other")
+
+
+def write_data(root: Path, tracks: int, seconds: float) -> tuple[Path, Path]:
+    data, est = root / "data", root / "est"
+    for n in range(tracks):
+        name = f"Track {n:02d}"
+        refs = stems(seconds, seed=n)
+        ests = estimates(refs, seed=100 + n)
+        folder, out = data / "test" / name, est / name
+        folder.mkdir(parents=True)
+        out.mkdir(parents=True)
+        for j, source in enumerate(SOURCES):
+            sf.write(folder / f"{source}.wav", refs[j].T.numpy(), RATE, subtype="PCM_16")
+            sf.write(out / f"{source}.wav", ests[j].T.clamp(-1, 1).numpy(), RATE, subtype="FLOAT")
+        sf.write(folder / "mixture.wav", refs.sum(0).T.clamp(-1, 1).numpy(), RATE, subtype="PCM_16")
+    return data, est
+
+
+MUSEVAL = """
+import sys, museval
+from pathlib import Path
+data, est, out = map(Path, sys.argv[1:4])
+for track in sorted((data / "test").iterdir()):
+    museval.eval_dir(str(track), str(est / track.name), output_dir=str(out))
+"""
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data, est = write_data(root, args.tracks, args.seconds)
+        cumx_times, museval_times = [], []
+        for k in range(args.repeats):
+            cumx_times.append(timed([sys.executable, "-m", "cumx_cli", "-q", "eval", "--musdb",
+                                     str(data), "--estimates", str(est), "--out",
+                                     str(root / f"cumx{k}")]))
+            museval_times.append(timed([sys.executable, "-c", MUSEVAL, str(data), str(est),
+                                        str(root / f"museval{k}")]))
+    c, m = statistics.median(cumx_times), statistics.median(museval_times)
+    print(f"whole process, {args.tracks} tracks of {args.seconds:g} s, median of {args.repeats}:")
+    print(f"  cumx eval --estimates   {c:7.1f} s   ({', '.join(f'{t:.1f}' for t in cumx_times)})")
+    print(f"  museval eval_dir        {m:7.1f} s   ({', '.join(f'{t:.1f}' for t in museval_times)})")
+    print(f"  speed-up: {m / c:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
