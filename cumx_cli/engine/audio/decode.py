@@ -36,7 +36,6 @@ FFmpeg's default layout for its channel count (3 channels are 2.1: the third one
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -52,7 +51,7 @@ from av.audio.stream import AudioStream
 from av.container import InputContainer
 from av.stream import Discard
 
-from cumx_cli.engine.audio.io import AudioInfo
+from cumx_cli.engine.audio.io import AudioInfo, check_file
 from cumx_cli.engine.errors import AudioIOError
 
 _BLOCK_FRAMES = 1 << 18
@@ -107,22 +106,11 @@ def _why(exc: Exception) -> str:
     return str(exc)
 
 
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioIOError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioIOError(f"{path}: is a folder, not an audio file")
-    if not os.access(path, os.R_OK):
-        raise AudioIOError(f"{path}: permission denied (the file is not readable)")
-    if path.stat().st_size == 0:
-        raise AudioIOError(f"{path}: the file is empty")
-
-
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[InputContainer]:
     """Open a file as a local file only: ``file:`` stops FFmpeg reading a name such as
     ``a:b.m4a`` as a protocol, and the whitelist stops a playlist reaching the network."""
-    _check_path(path)
+    check_file(path)
     try:
         with _quiet_ffmpeg():
             container = av.open(f"file:{path.absolute()}", options={"protocol_whitelist": "file"},

@@ -57,7 +57,8 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """Fail with one line if ``path`` is missing, a folder, unreadable or empty."""
     if not path.exists():
         raise AudioIOError(f"{path}: no such file")
     if path.is_dir():
@@ -78,7 +79,7 @@ def _sndfile(path: Path) -> sf.SoundFile | None:
 
 
 def _open(path: Path) -> sf.SoundFile:
-    _check_file(path)
+    check_file(path)
     f = _sndfile(path)
     if f is None:
         raise AudioIOError(f"{path}: not a readable audio file (unknown format, or corrupt)")
@@ -122,7 +123,7 @@ def probe(path: Path, *, stream: int = 0) -> AudioInfo:
             stream, no such stream (named, one line).
     """
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     f = None if stream else _sndfile(path)
     if f is None:
         return _ffmpeg().probe(path, stream=stream)
@@ -219,7 +220,7 @@ def count_audio_streams(path: Path) -> int:
         AudioIOError: missing, unreadable, empty, or not a media file.
     """
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     return int(_ffmpeg().count_audio_streams(path))
 
 
