@@ -39,20 +39,23 @@ def write_data(root: Path, tracks: int, seconds: float) -> tuple[Path, Path]:
         refs = stems(seconds, seed=n)
         ests = estimates(refs, seed=100 + n)
         folder, out = data / "test" / name, est / name
-        folder.mkdir(parents=True)
-        out.mkdir(parents=True)
+        stems_only = root / "refs" / name
+        for made in (folder, out, stems_only):
+            made.mkdir(parents=True)
         for j, source in enumerate(SOURCES):
             sf.write(folder / f"{source}.wav", refs[j].T.numpy(), RATE, subtype="PCM_16")
+            sf.write(stems_only / f"{source}.wav", refs[j].T.numpy(), RATE, subtype="PCM_16")
             sf.write(out / f"{source}.wav", ests[j].T.clamp(-1, 1).numpy(), RATE, subtype="FLOAT")
         sf.write(folder / "mixture.wav", refs.sum(0).T.clamp(-1, 1).numpy(), RATE, subtype="PCM_16")
     return data, est
 
 
+# eval_dir scores every .wav of the reference folder, so it is given the stems without mixture.wav.
 MUSEVAL = """
 import sys, museval
 from pathlib import Path
-data, est, out = map(Path, sys.argv[1:4])
-for track in sorted((data / "test").iterdir()):
+refs, est, out = map(Path, sys.argv[1:4])
+for track in sorted(refs.iterdir()):
     museval.eval_dir(str(track), str(est / track.name), output_dir=str(out))
 """
 
@@ -80,7 +83,7 @@ def main() -> None:
             cumx_times.append(timed([sys.executable, "-m", "cumx_cli", "-q", "eval", "--musdb",
                                      str(data), "--estimates", str(est), "--out",
                                      str(root / f"cumx{k}")]))
-            museval_times.append(timed([sys.executable, "-c", MUSEVAL, str(data), str(est),
+            museval_times.append(timed([sys.executable, "-c", MUSEVAL, str(root / "refs"), str(est),
                                         str(root / f"museval{k}")]))
     c, m = statistics.median(cumx_times), statistics.median(museval_times)
     print(f"whole process, {args.tracks} tracks of {args.seconds:g} s, median of {args.repeats}:")
