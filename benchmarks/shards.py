@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -132,8 +132,18 @@ def run_together(cmds: Sequence[list[str]], env: dict[str, str], busy_count: int
     return Sample(wall, max(0.0, foreign))
 
 
+@dataclass(frozen=True)
+class Column:
+    """One way of running the command: an entry, extra environment, and which measurements."""
+
+    name: str
+    entry: str  # a key of ENTRIES
+    env: dict[str, str] = field(default_factory=dict)
+    keys: tuple[str, ...] = ("alone", "together", "busy")
+
+
 class Bench:
-    """Samples per (measurement, column); a column is an entry, or "after" with fewer threads."""
+    """Samples per (measurement, column name)."""
 
     def __init__(self, model: Path, wavs: list[Path], out: Path, busy_count: int) -> None:
         self.model, self.wavs, self.out, self.busy_count = model, wavs, out, busy_count
@@ -147,27 +157,26 @@ class Bench:
     def record(self, key: str, column: str, sample: Sample) -> None:
         self.samples.setdefault((key, column), []).append(sample)
 
-    def round(self, order: Sequence[str], threads_column: str | None, threads: int) -> None:
-        """Every measurement once, each through the entries in ``order`` back to back (so that
-        before and after see the same neighbours on a shared machine)."""
-        env = clean_env({})
-        for entry in order:  # each shard alone, one after the other
-            alone = [run_together([cmd], env) for cmd in self.cmds(entry)]
-            for sample in alone:
-                self.record("alone", entry, sample)
-            self.record("sequential", entry, Sample(sum(s.wall for s in alone),
-                                                    sum(s.foreign for s in alone)))
-        for entry in order:
-            self.record("together", entry, run_together(self.cmds(entry), env))
-            if entry == "after" and threads_column is not None:
-                threaded = clean_env({"OMP_NUM_THREADS": str(threads)})
-                self.record("together", threads_column, run_together(self.cmds(entry), threaded))
-        for entry in order:
-            self.record("busy", entry, run_together(self.cmds(entry)[:1], env, self.busy_count))
+    def round(self, columns: Sequence[Column]) -> None:
+        """Every measurement once, each through the columns back to back (so that they all meet
+        much the same neighbours on a shared machine)."""
+        for key in ("alone", "together", "busy"):
+            for col in (c for c in columns if key in c.keys):
+                env, cmds = clean_env(col.env), self.cmds(col.entry)
+                if key == "alone":  # each shard alone, one after the other
+                    alone = [run_together([cmd], env) for cmd in cmds]
+                    for sample in alone:
+                        self.record("alone", col.name, sample)
+                    self.record("sequential", col.name, Sample(sum(s.wall for s in alone),
+                                                               sum(s.foreign for s in alone)))
+                elif key == "together":
+                    self.record(key, col.name, run_together(cmds, env))
+                else:
+                    self.record(key, col.name, run_together(cmds[:1], env, self.busy_count))
 
     def cell(self, key: str, column: str, base: tuple[str, str] | None = None) -> str:
         """The median wall time (or its ratio to ``base``'s), blank where not measured."""
-        if (key, column) not in self.samples:
+        if (key, column) not in self.samples or (base is not None and base not in self.samples):
             return ""
         value = statistics.median(s.wall for s in self.samples[(key, column)])
         if base is None:
@@ -175,41 +184,65 @@ class Bench:
         return f"{value / statistics.median(s.wall for s in self.samples[base]):7.2f}"
 
 
-def report(bench: Bench, columns: dict[str, str], shards: int, seconds: float) -> None:
-    """The table; ``columns`` maps each column to the entry whose runs its ratios divide by."""
-    busy_count = bench.busy_count
+def report(bench: Bench, columns: Sequence[Column], shards: int, seconds: float) -> None:
+    """The table of medians and ratios, then every sample."""
+    names = [c.name for c in columns]
+    # A column that skips a measurement takes its ratio's denominator from "after".
+    base = {c.name: c.name if "alone" in c.keys else "after" for c in columns}
     print(f"\nmedian wall time, each process separating its own {seconds:g} s stereo file")
-    print(f"  {'':36s}" + "".join(f"{c:>20s}" for c in columns))
+    print(f"  {'':36s}" + "".join(f"{n:>22s}" for n in names))
     rows = [("one file alone", "alone"), (f"{shards} shards one after the other", "sequential"),
-            (f"{shards} shards at once", "together"), (f"one file next to {busy_count} busy loops", "busy")]
+            (f"{shards} shards at once", "together"),
+            (f"one file next to {bench.busy_count} busy loops", "busy")]
     for label, key in rows:
-        print(f"  {label:36s}" + "".join(f"{bench.cell(key, c):>20s}" for c in columns))
+        print(f"  {label:36s}" + "".join(f"{bench.cell(key, n):>22s}" for n in names))
     for label, num, den in (("at once / one after the other", "together", "sequential"),
                             ("next to busy loops / alone", "busy", "alone")):
-        cells = [bench.cell(num, c, (den, base)) for c, base in columns.items()]
-        print(f"  {label:36s}" + "".join(f"{c:>20s}" for c in cells))
-    print(f"  {'after / before, alone':36s}{bench.cell('alone', 'after', ('alone', 'before')):>20s}")
+        cells = [bench.cell(num, n, (den, base[n])) for n in names]
+        print(f"  {label:36s}" + "".join(f"{c:>22s}" for c in cells))
+    cells = [bench.cell("alone", n, ("alone", "before")) for n in names]
+    print(f"  {'alone / before alone':36s}" + "".join(f"{c:>22s}" for c in cells))
     print("samples: wall s (CPU s that other processes used meanwhile; near 0 on a quiet machine)")
     for (key, column), samples in bench.samples.items():
         text = " ".join(f"{s.wall:.1f} ({s.foreign:.1f})" for s in samples)
-        print(f"  {key:10s} {column:20s} {text}")
+        print(f"  {key:10s} {column:22s} {text}")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each input")
     parser.add_argument("--shards", type=int, default=2, help="processes run at once")
     parser.add_argument("--busy", type=int, default=2, help="busy loops for the busy measurement")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="rounds, the order of before and after flipped in each; medians shown")
+                        help="rounds, the order of the columns flipped in each; medians shown")
     parser.add_argument("--shard-threads", type=int, default=None, metavar="N",
                         help="also run the shards at once with OMP_NUM_THREADS=N each, after the "
                         "tuning (default: CPUs / shards; 0 to skip)")
-    args = parser.parse_args()
+    parser.add_argument("--also", action="append", default=[], metavar="VAR=VALUE",
+                        help="another column: the normal entry with this variable set (which "
+                        "the tuning leaves alone), e.g. OMP_WAIT_POLICY=PASSIVE; repeatable")
+    return parser.parse_args()
+
+
+def columns_for(args: argparse.Namespace) -> list[Column]:
+    columns = [Column("before", "before"), Column("after", "after")]
+    for setting in args.also:
+        name, sep, value = setting.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--also {setting!r}: expected VAR=VALUE")
+        columns.append(Column(setting, "after", {name: value}))
     threads = args.shard_threads
     if threads is None:
         threads = max(1, (os.cpu_count() or 1) // args.shards)
-    threads_column = f"after, {threads} thread(s)" if threads > 0 else None
+    if threads > 0:
+        columns.append(Column(f"after, {threads} thread(s)", "after",
+                              {"OMP_NUM_THREADS": str(threads)}, keys=("together",)))
+    return columns
+
+
+def main() -> None:
+    args = parse_args()
+    columns = columns_for(args)
     user = " ".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "MKL_")))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} intra-op "
           f"threads, load average {os.getloadavg()[0]:.2f}; "
@@ -220,12 +253,8 @@ def main() -> None:
         wavs = [make_signal(root / f"shard{i}.wav", args.seconds, i) for i in range(args.shards)]
         bench = Bench(model, wavs, root / "out", args.busy)
         for repeat in range(max(1, args.repeats)):
-            order = ("before", "after") if repeat % 2 == 0 else ("after", "before")
-            bench.round(order, threads_column, threads)
+            bench.round(columns if repeat % 2 == 0 else columns[::-1])
             print(f"round {repeat + 1}: load average {os.getloadavg()[0]:.2f}", flush=True)
-    columns = {"before": "before", "after": "after"}
-    if threads_column is not None:
-        columns[threads_column] = "after"
     report(bench, columns, args.shards, args.seconds)
 
 
