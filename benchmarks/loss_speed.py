@@ -6,6 +6,13 @@ one iSTFT of the summed masked spectrogram per combination (14). Both give the s
 (tests/engine/test_losses.py); this prints their times at the paper's batch (16 x 6 s).
 
     python benchmarks/loss_speed.py [--batch 16] [--seconds 6] [--repeats 3]
+
+``--sources 2,4,6`` measures instead what the Combination Loss costs as the number of sources J
+grows: the forward + backward time of the whole loss (MDL on, per-source iSTFTs) over the
+2^J - 2 proper subsets against the J single sources (``--no-cl``), in interleaved pairs, best of
+``--repeats``; a batch of 4 x 6 s by default there.
+
+    flock /tmp/cumx-heavy.lock python benchmarks/loss_speed.py --sources 2,4,6 [--batch 4]
 """
 
 from __future__ import annotations
@@ -40,13 +47,45 @@ def per_combination(masks, mix_stft, stft, mixture, stems, target_mag, loss_fn):
     return torch.stack(freq).mean() + loss_fn.alpha * (1 + torch.stack(rows).mean())
 
 
+def sweep(sources: list[int], batch: int, seconds: float, repeats: int) -> None:
+    """The Combination Loss's cost against single sources for each J in ``sources``."""
+    stft = STFT(4096, 1024)
+    recipe = TrainConfig()
+    losses = {cl: MultiDomainLoss(alpha=recipe.alpha, multidomain=True, combine=cl,
+                                  trim=recipe.wsdr_trim) for cl in (True, False)}
+    print(f"batch {batch} x {seconds:g} s, MDL on, {torch.get_num_threads()} threads; "
+          "forward + backward of the loss, best of", repeats)
+    for j in sources:
+        stems = 0.1 * torch.randn(batch, j, 2, int(seconds * 44100))
+        mixture = stems.sum(1)
+        mix_stft = stft(mixture)
+        target_mag = stft(stems).abs()
+        base = torch.rand(batch, j, 2, 2049, mix_stft.shape[-1])
+        best = {True: float("inf"), False: float("inf")}
+        for _ in range(repeats):
+            for cl in (True, False):  # interleaved: both see the same machine load
+                masks = base.clone().requires_grad_()
+                start = time.perf_counter()
+                per_source(masks, mix_stft, stft, mixture, stems, target_mag, losses[cl]).backward()
+                best[cl] = min(best[cl], time.perf_counter() - start)
+        subsets = len(source_combinations(j))
+        print(f"  J={j}: {subsets:3d} subsets {best[True]:6.2f} s, {j} single sources "
+              f"{best[False]:6.2f} s, ratio {best[True] / best[False]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=None, help="16; 4 with --sources")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sources", default=None, help="comma-separated J values to sweep")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.sources:
+        sweep([int(x) for x in args.sources.split(",")], args.batch or 4, args.seconds,
+              args.repeats)
+        return
+    args.batch = args.batch or 16
     stft = STFT(4096, 1024)
     stems = 0.1 * torch.randn(args.batch, 4, 2, int(args.seconds * 44100))
     mixture = stems.sum(1)

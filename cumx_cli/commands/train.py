@@ -1,10 +1,11 @@
-"""``cumx train``: train X-UMX (or an ablation of it) on MUSDB18 / MUSDB18-HQ."""
+"""``cumx train``: train X-UMX (or an ablation of it) on MUSDB18 / MUSDB18-HQ or your own stems."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import time
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -12,9 +13,9 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cumx_cli.console import CliState, command_state, flag_names, guard, stderr
-from cumx_cli.engine.config import ModelConfig, TrainConfig
+from cumx_cli.engine.config import DataConfig, ModelConfig, TrainConfig
 from cumx_cli.engine.errors import ConfigError
-from cumx_cli.options import CacheDir, Verbose, cache_root
+from cumx_cli.options import CacheDir, Mirror, Offline, Verbose, cache_root
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -23,6 +24,15 @@ if TYPE_CHECKING:
     from cumx_cli.engine.training.loop import EpochResult
 
 _T = TrainConfig()
+_D = _T.data
+
+
+class Layout(str, Enum):
+    """``--layout``: how ``ROOT/train`` holds the stems (``DataConfig.layout``)."""
+
+    auto = "auto"
+    tracks = "tracks"
+    sources = "sources"
 
 #: The flag of each ``TrainConfig`` (and ``ModelConfig``) field that ``train`` sets: the engine's
 #: errors name the field, the user reads the flag.
@@ -33,6 +43,10 @@ FLAGS = {
     "batch_size": "--batch-size", "epochs": "--epochs", "lr": "--lr",
     "weight_decay": "--weight-decay", "patience": "--patience", "seed": "--seed",
     "workers": "--workers", "device": "--device", "amp": "--amp",
+    "init": "--init", "recompute_stats": "--recompute-stats",
+    "layout": "--layout", "silence_missing": "--silence-missing", "valid_share": "--valid-share",
+    "gain_min": "--gain-min", "gain_max": "--gain-max", "channel_swap": "--channel-swap",
+    "random_mix": "--random-mix", "polarity": "--polarity",
 }
 
 
@@ -89,10 +103,34 @@ class _Display:
 @flag_names(FLAGS)
 def train_command(
     ctx: typer.Context,
-    musdb: Annotated[Optional[Path], typer.Option(  # noqa: UP007
-        "--musdb", envvar="MUSDB_PATH", help="MUSDB18 (.stem.mp4) or MUSDB18-HQ (wav) root with "
-        "train/ and test/ (MUSDB_PATH yields to --synthetic-data, and to the data a --resume "
-        "run recorded).", show_default=False)] = None,
+    data_root: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--data", "--musdb", envvar="MUSDB_PATH", help="Data root holding train/ (and "
+        "optionally valid/): MUSDB18 (.stem.mp4), MUSDB18-HQ, or your own stems (see "
+        "--layout). --musdb is the same flag. MUSDB_PATH yields to --synthetic-data, and to "
+        "the data a --resume run recorded.", show_default=False)] = None,
+    layout: Annotated[Layout, typer.Option(
+        help="tracks: train/<track>/<source>.<ext> (any audio format, mixture optional); "
+        "sources: train/<source>/*.<ext>, unaligned files mixed at random; auto: sources "
+        "when every source is a folder of train/, else tracks (.stem.mp4 files are always "
+        "read as MUSDB18).")] = Layout(_D.layout),
+    silence_missing: Annotated[bool, typer.Option(
+        "--silence-missing", help="A stem a track lacks is silence (default: an error naming "
+        "it).")] = _D.silence_missing,
+    valid_share: Annotated[float, typer.Option(
+        help="Share of the tracks held out for validation when no valid/ folder, split.json "
+        "or musdb track names choose them.")] = _D.valid_share,
+    gain_min: Annotated[float, typer.Option(help="Augmentation: lowest gain of a stem.")] = _D.gain_min,
+    gain_max: Annotated[float, typer.Option(
+        help="Augmentation: highest gain of a stem (both 1: no gain change).")] = _D.gain_max,
+    channel_swap: Annotated[bool, typer.Option(
+        "--channel-swap/--no-channel-swap", help="Augmentation: swap left and right with "
+        "probability 0.5.")] = _D.channel_swap,
+    random_mix: Annotated[bool, typer.Option(
+        "--random-mix/--no-random-mix", help="Augmentation: each source from a random track "
+        "(off: all sources of an example from one track and start).")] = _D.random_mix,
+    polarity: Annotated[bool, typer.Option(
+        "--polarity/--no-polarity", help="Augmentation: flip each stem's sign with probability "
+        "0.5 (helps small data sets).")] = _D.polarity,
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP007
         "--out", help="Run folder: last.pt, best.pt, config.json, metrics.jsonl, curves.png.",
         show_default="runs/<date-time>")] = None,
@@ -100,11 +138,20 @@ def train_command(
         "--resume", help="Continue the run in this folder exactly where it stopped, on the data it "
         "recorded.",
         show_default=False)] = None,
+    init: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        "--init", metavar="MODEL", help="Fine-tune: start from this model (a published name, "
+        "as for separate, or any checkpoint file or folder separate reads) instead of random "
+        "weights. Its architecture is kept; --sources may keep, add or drop sources.",
+        show_default=False)] = None,
+    recompute_stats: Annotated[bool, typer.Option(
+        "--recompute-stats", help="With --init: set the input scaling from this data's "
+        "statistics (default: keep the model's).")] = False,
     synthetic_data: Annotated[Optional[Path], typer.Option(  # noqa: UP007
         "--synthetic-data", help="Write a small synthetic MUSDB-HQ-layout dataset here (if "
         "absent) and train on it: try cumx without MUSDB.", show_default=False)] = None,
     sources: Annotated[str, typer.Option(
-        help="Comma-separated sources to separate; each needs a <source>.wav per track.")] = ",".join(_T.model.sources),
+        help="Comma-separated sources to separate (2 to 8), each a stem name or a sum of "
+        "stems: vocals,accompaniment=drums+bass+other.")] = ",".join(_T.model.sources),
     bridge: Annotated[bool, typer.Option("--bridge/--no-bridge", help="X-UMX's bridging (off: UMX).")] = _T.model.bridge,
     mdl: Annotated[bool, typer.Option("--mdl/--no-mdl", help="Multi-domain loss (adds alpha x wSDR).")] = _T.multidomain,
     cl: Annotated[bool, typer.Option("--cl/--no-cl", help="Combination loss over source subsets.")] = _T.combine,
@@ -125,38 +172,84 @@ def train_command(
     amp: Annotated[Optional[str], typer.Option(  # noqa: UP007
         help="Mixed precision on CUDA: bf16.", show_default="off")] = None,
     cache_dir: CacheDir = None,
+    offline: Offline = False,
+    mirror: Mirror = None,
     verbose: Verbose = False,
 ) -> None:
     """Train X-UMX with the paper's recipe (MDL + CL + bridging); any Table 1 row by flags.
 
     Multi-GPU: torchrun --nproc-per-node N -m cumx_cli train ...
     """
+    from cumx_cli.engine.data.sources import parse_sources
     from cumx_cli.engine.training.loop import fit
     from cumx_cli.engine.training.run_folder import load_run_config
+    from cumx_cli.options import load_model
 
     state = command_state(ctx, verbose=verbose)
+    init_model = None
     if resume is not None:
+        if init is not None:
+            raise ConfigError(f"--init starts a new run; --resume {resume} continues one from its "
+                              "last.pt, which already holds its fine-tuned weights: leave out --init")
         config = load_run_config(resume)
         if epochs != _T.epochs:
             config = TrainConfig.from_dict({**config.to_dict(), "epochs": epochs})
-        out = resume
-    else:
-        model = ModelConfig(sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
-                            hidden_size=hidden_size, num_layers=nb_layers, bridge=bridge)
+    from_env = getattr(ctx.get_parameter_source("data_root"), "name", "") == "ENVIRONMENT"
+    root = _data_root(data_root, synthetic_data, state, resume, musdb_from_env=from_env)
+    if resume is None:  # after the data folder's checks: --init may download a model
+        source_list = parse_sources(sources)
+        names = source_list.names
+        if init is None:
+            if recompute_stats:
+                raise ConfigError("--recompute-stats needs --init: a run from random weights "
+                                  "always computes the statistics of its data")
+            model = ModelConfig(sources=names, hidden_size=hidden_size, num_layers=nb_layers,
+                                bridge=bridge)
+        else:
+            init_model = load_model(init, cache_dir, offline, mirror, state)
+            model = _init_model_config(ctx, init_model.config, init, names, hidden_size=hidden_size,
+                                       num_layers=nb_layers, bridge=bridge)
+            init = _init_spec(init)
         config = TrainConfig(
             model=model, multidomain=mdl, combine=cl, alpha=alpha, seq_seconds=seq_dur,
             samples_per_track=samples_per_track, batch_size=batch_size, epochs=epochs, lr=lr,
             weight_decay=weight_decay, patience=patience, seed=seed, workers=workers,
-            device=device, amp=amp)
-        out = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    from_env = getattr(ctx.get_parameter_source("musdb"), "name", "") == "ENVIRONMENT"
-    root = _data_root(musdb, synthetic_data, state, resume, musdb_from_env=from_env)
+            device=device, amp=amp, init=init, recompute_stats=recompute_stats,
+            data=DataConfig(layout=layout.value, derived=source_list.derived,
+                            silence_missing=silence_missing, valid_share=valid_share,
+                            gain_min=gain_min, gain_max=gain_max, channel_swap=channel_swap,
+                            random_mix=random_mix, polarity=polarity))
 
+    out = resume if resume is not None else out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     display = _Display(config.epochs, state)
     with display.progress or contextlib.nullcontext():
         fit(config, root, out, resume=resume is not None, cache_dir=cache_root(cache_dir),
-            launch=_launch(), events=display)
+            launch=_launch(), events=display, init_model=init_model)
     state.info(f"done: {out / 'best.pt'} (cumx separate --model {out / 'best.pt'} ...)")
+
+
+#: ``train``'s parameter of each architecture field that ``--init`` takes from its model.
+_SIZE_PARAMETERS = {"hidden_size": "hidden_size", "num_layers": "nb_layers", "bridge": "bridge"}
+
+
+def _init_model_config(ctx: typer.Context, base: ModelConfig, init: str, names: tuple[str, ...],
+                       **values: object) -> ModelConfig:
+    """The model of an ``--init`` run: ``base``'s architecture with ``--sources`` (when given),
+    refusing the size flags given on the command line (or in the environment) that contradict
+    it."""
+    from cumx_cli.engine.training.init import init_model_config
+
+    def given(name: str) -> bool:
+        return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+
+    requested = {f: values[f] for f, param in _SIZE_PARAMETERS.items() if given(param)}
+    return init_model_config(base, names if given("sources") else None, requested, name=init)
+
+
+def _init_spec(init: str) -> str:
+    """``--init`` as recorded in the run: an existing path made absolute, a name as it is."""
+    path = Path(init).expanduser()
+    return str(path.resolve()) if path.exists() else init
 
 
 def _launch() -> Launch:
@@ -177,13 +270,16 @@ def _launch() -> Launch:
 
 def _data_root(musdb: Path | None, synthetic: Path | None, state: CliState,
                resume: Path | None = None, *, musdb_from_env: bool = False) -> Path:
-    """The data folder: ``--musdb``, ``--synthetic-data`` (generated if absent), or for
-    ``--resume`` the one the run recorded. A ``musdb`` that comes from ``MUSDB_PATH``
-    (``musdb_from_env``) is only a default: ``--synthetic-data`` and a recorded folder that
-    exists win over it, and it is never "a different --musdb"."""
+    """The data folder: ``--data`` (alias ``--musdb``), ``--synthetic-data`` (generated if
+    absent), or for ``--resume`` the one the run recorded. A ``musdb`` that comes from
+    ``MUSDB_PATH`` (``musdb_from_env``) is only a default: ``--synthetic-data`` and a recorded
+    folder that exists win over it, and it is never "a different --data".
+
+    The messages write the flag as ``--data/--musdb``: Click does not say which of the two
+    names was typed."""
     if synthetic is not None and musdb is not None:
         if not musdb_from_env:
-            raise ConfigError("give --musdb or --synthetic-data, not both")
+            raise ConfigError("give --data/--musdb or --synthetic-data, not both")
         musdb, musdb_from_env = None, False
     if resume is not None:
         return _resume_data_root(resume, musdb, synthetic, musdb_from_env)
@@ -195,7 +291,7 @@ def _data_root(musdb: Path | None, synthetic: Path | None, state: CliState,
             generate_synthetic_musdb(synthetic)
         return synthetic
     if musdb is None:
-        raise ConfigError("no data set: --musdb ROOT is required, or set MUSDB_PATH (or "
+        raise ConfigError("no data set: --data/--musdb ROOT is required, or set MUSDB_PATH (or "
                           "--synthetic-data DIR to try without MUSDB)")
     return musdb
 
@@ -204,25 +300,25 @@ def _resume_data_root(run: Path, musdb: Path | None, synthetic: Path | None,
                       musdb_from_env: bool = False) -> Path:
     """The recorded data folder of ``run``; a given one must be the same folder.
 
-    A run of an older cumx records none: it needs ``--musdb``. A recorded folder that no longer
+    A run of an older cumx records none: it needs ``--data``. A recorded folder that no longer
     exists (moved data) may be replaced by a given one.
     """
     from cumx_cli.engine.training.run_folder import recorded_data_root
 
     given = musdb if musdb is not None else synthetic
-    flag = "--musdb" if musdb is not None else "--synthetic-data"
+    flag = "--data/--musdb" if musdb is not None else "--synthetic-data"
     recorded = recorded_data_root(run)
     if musdb_from_env and recorded is not None and recorded.is_dir():
         return recorded  # MUSDB_PATH is a default, not a request for other data
     if recorded is None:
         if given is None:
             raise ConfigError(f"{run}/config.json records no data folder (a run of an older "
-                              f"cumx): resume with --resume {run} --musdb ROOT")
+                              f"cumx): resume with --resume {run} --data/--musdb ROOT")
         return given
     if given is None:
         if not recorded.is_dir():
             raise ConfigError(f"{recorded}, the data of run {run}, no longer exists: resume with "
-                              "--musdb ROOT")
+                              "--data/--musdb ROOT")
         return recorded
     if recorded.is_dir() and given.resolve() != recorded.resolve():
         raise ConfigError(f"{flag} {given} is not the data run {run} trained on ({recorded}): "

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cumx_cli.engine.data.sources import normalise_recipes
 from cumx_cli.engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -153,6 +154,61 @@ class InferenceConfig:
                               f"got {self.wiener_window}", field="wiener_window")
 
 
+#: Training data layouts: ``auto`` detects ``tracks`` (a folder of stems per track, or MUSDB18's
+#: ``.stem.mp4`` files) or ``sources`` (a folder of unaligned files per source).
+DATA_LAYOUTS: tuple[str, ...] = ("auto", "tracks", "sources")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training examples come from and how they are augmented (:mod:`cumx_cli.engine.data`).
+
+    ``derived`` holds the recipe of each source that is a sum of stems (``accompaniment`` from
+    ``drums``, ``bass``, ``other``; :mod:`~cumx_cli.engine.data.sources`); the source names
+    themselves are ``ModelConfig.sources``. ``silence_missing`` reads a stem that a track lacks
+    as silence instead of refusing the track. ``valid_share`` is the share of the training
+    tracks held out for validation when nothing else names them (``ROOT/valid/``, musdb's
+    validation tracks, ``ROOT/split.json``; :mod:`~cumx_cli.engine.data.layouts`).
+
+    The augmentations (:mod:`~cumx_cli.engine.data.augment`): a gain from U(``gain_min``,
+    ``gain_max``) per stem, a channel swap with probability 0.5 (``channel_swap``), each source
+    from a random track at a random start (``random_mix``; off: one track and start for all
+    sources), and a sign flip with probability 0.5 (``polarity``). The defaults are the
+    reference recipe (spec §3.2), where ``polarity`` is off.
+    """
+
+    layout: str = "auto"
+    derived: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    silence_missing: bool = False
+    valid_share: float = 0.1
+    gain_min: float = 0.25
+    gain_max: float = 1.25
+    channel_swap: bool = True
+    random_mix: bool = True
+    polarity: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derived", normalise_recipes(self.derived))
+        if self.layout not in DATA_LAYOUTS:
+            raise ConfigError(f"layout must be one of {', '.join(DATA_LAYOUTS)}, got "
+                              f"{self.layout!r}", field="layout")
+        if not 0 < self.valid_share < 1:
+            raise ConfigError(f"valid_share must be between 0 and 1, got {self.valid_share}",
+                              field="valid_share")
+        if not 0 <= self.gain_min <= self.gain_max:
+            raise ConfigError(f"gain_min must be at least 0 and at most gain_max "
+                              f"({self.gain_max}), got {self.gain_min}", field="gain_min")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["derived"] = {name: list(parts) for name, parts in self.derived}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataConfig:
+        return _from_dict(cls, dict(data), "data config")
+
+
 #: Keys of the training configs that cumx wrote before ``TrainConfig`` held a ``ModelConfig``
 #: (flat, in the ``train_config`` of older run folders' checkpoints): they belong to ``model``.
 _FLAT_MODEL_KEYS = ("sources", "hidden_size", "num_layers", "bridge")
@@ -168,6 +224,12 @@ class TrainConfig:
     ``combine`` and ``alpha`` select a row of the paper's Table 1. The statistics and validation
     follow Sony's code: real mixtures, full training tracks, ``valid_seconds`` validation chunks,
     ``wsdr_trim`` samples trimmed inside the wSDR.
+
+    ``init`` names a model to start from (a published name or a checkpoint path; None: random
+    weights): ``model`` then holds that model's architecture with this run's sources
+    (:mod:`~cumx_cli.engine.training.init`), and its input scaling is kept unless
+    ``recompute_stats``. It is recorded for the run's provenance; ``--resume`` reads the weights
+    from the run's own checkpoint, never from ``init`` again.
 
     Errors name the field at fault (:class:`ConfigError` ``field``), never a command-line flag.
     """
@@ -193,6 +255,9 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     amp: str | None = None
+    init: str | None = None
+    recompute_stats: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
         counts = {"hidden_size": self.model.hidden_size, "num_layers": self.model.num_layers,
@@ -211,16 +276,31 @@ class TrainConfig:
             raise ConfigError(f"amp must be bf16, got {self.amp}", field="amp")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be at least 1, got {self.patience}", field="patience")
+        stray = [name for name, _ in self.data.derived if name not in self.model.sources]
+        if stray:
+            raise ConfigError(f"sources: the recipe of {stray[0]!r} names no source of the model "
+                              f"({', '.join(self.model.sources)})", field="sources")
         object.__setattr__(self, "model", self.model_config(self.model.sample_rate))
 
     def model_config(self, sample_rate: int) -> ModelConfig:
-        """``model`` for training data at ``sample_rate``: ``max_bin`` from ``bandwidth``."""
+        """``model`` for training data at ``sample_rate``: ``max_bin`` from ``bandwidth``.
+
+        A run that starts from a model (``init``) keeps that model's ``max_bin`` and rate
+        (``bandwidth`` is not used), and its data must be at that rate.
+        """
+        if self.init is not None:
+            if sample_rate != self.model.sample_rate:
+                raise ConfigError(f"the training data is at {sample_rate} Hz and the model to "
+                                  f"fine-tune ({self.init}) at {self.model.sample_rate} Hz: "
+                                  f"resample the data to {self.model.sample_rate} Hz")
+            return self.model
         max_bin = bandwidth_to_max_bin(sample_rate, self.model.n_fft, self.bandwidth)
         return dataclasses.replace(self.model, sample_rate=sample_rate, max_bin=max_bin)
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["model"] = self.model.to_dict()
+        data["data"] = self.data.to_dict()
         return data
 
     @classmethod
@@ -230,6 +310,7 @@ class TrainConfig:
         model = dict(data.pop("model", None) or {})
         model.update({key: data.pop(key) for key in _FLAT_MODEL_KEYS if key in data})
         data["model"] = ModelConfig.from_dict(model)
+        data["data"] = DataConfig.from_dict(data.pop("data", None) or {})  # older runs: none
         return _from_dict(cls, data, "training config")
 
 

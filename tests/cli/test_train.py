@@ -75,7 +75,9 @@ def test_resume_uses_the_recorded_data_and_refuses_other_data(tmp_path: Path) ->
     (["--musdb", "x", "--nb-layers", "0"], 2, "--nb-layers must be at least 1, got 0"),
     (["--musdb", "x", "--hidden-size", "7"], 2, "--hidden-size must be even for a bidirectional"),
     (["--musdb", "x", "--seq-dur", "0"], 2, "--seq-dur must be positive"),
-    (["--musdb", "x", "--sources", ","], 2, "--sources must be distinct and non-empty"),
+    (["--musdb", "x", "--sources", ","], 2, "--sources must name 2 to 8 sources, got 0"),
+    (["--musdb", "x", "--sources", ",".join("abcdefghi")], 2,
+     "--sources must name 2 to 8 sources, got 9 (a, b, c, d, e, f, g, h, i)"),
     (["--resume", "nothing-here"], 1, "no last.pt"),
 ])
 def test_errors_are_one_line(args: list[str], code: int, message: str) -> None:
@@ -105,9 +107,9 @@ def test_flags_name_real_fields_and_options() -> None:
     import typer
 
     from cumx_cli.commands.train import FLAGS
-    from cumx_cli.engine.config import ModelConfig, TrainConfig
+    from cumx_cli.engine.config import DataConfig, ModelConfig, TrainConfig
 
-    fields = {f.name for c in (TrainConfig, ModelConfig) for f in dataclasses.fields(c)}
+    fields = {f.name for c in (TrainConfig, ModelConfig, DataConfig) for f in dataclasses.fields(c)}
     assert set(FLAGS) <= fields
     command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
     options = {o.split("/")[0] for p in command.params for o in p.opts}

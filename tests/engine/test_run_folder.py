@@ -84,3 +84,20 @@ def test_config_json_records_the_resolved_data_root(tmp_path: Path,
     (tmp_path / "run" / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match="cannot read the run's config"):
         recorded_data_root(tmp_path / "run")
+
+
+def test_the_init_record_is_written_and_kept_when_the_run_starts_again(tmp_path: Path) -> None:
+    """``start`` with a record writes ``init_from``; a resumed start (no record given) keeps the
+    one in ``config.json``; a run from random weights has none."""
+    from cumx_cli.engine.training.run_folder import INIT_KEY, recorded_init
+
+    record = {"model": "xumx", "kept": ["vocals"], "new": {"accompaniment": "vocals"},
+              "dropped": ["bass", "drums", "other"], "input_scaling": "kept"}
+    run = RunFolder(tmp_path / "run")
+    run.start(TrainConfig(init="xumx"), tmp_path, init=record)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())[INIT_KEY] == record
+    RunFolder(tmp_path / "run").start(TrainConfig(init="xumx"), tmp_path)
+    assert recorded_init(tmp_path / "run") == record
+    RunFolder(tmp_path / "plain").start(TrainConfig(), tmp_path)
+    assert INIT_KEY not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert recorded_init(tmp_path / "nowhere") is None

@@ -1,7 +1,8 @@
 """MUSDB18 / MUSDB18-HQ tracks: where they are, and reading them without decoding whole files.
 
-This is the one place that knows the dataset's layout: training (:func:`load_tracks`) and
-evaluation (:func:`find_tracks`) both find their tracks, and read each track's sources, here.
+Evaluation finds its tracks, and reads each track's sources, here (:func:`find_tracks`);
+training builds on it in :mod:`~cumx_cli.engine.data.layouts`, which also reads other layouts
+(any audio format, no mixture file, a folder per source) and chooses the validation tracks.
 
 Two layouts are detected under ``ROOT``:
 
@@ -16,13 +17,12 @@ Two layouts are detected under ``ROOT``:
   to 16 bits and clipped at full scale (AAC decodes above 1.0 where the master is loud), so
   that scores and training data equal musdb's, and those of its ``musdbconvert`` wav files.
 
-The standard split takes the musdb package's 14 validation tracks out of ``train``. A folder may
-override it with ``ROOT/split.json`` (``{"valid": [names]}``), as cumx's synthetic data does.
+The standard split takes the musdb package's 14 validation tracks out of ``train``; a folder may
+override it (``ROOT/valid/``, ``ROOT/split.json``: :mod:`~cumx_cli.engine.data.layouts`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +32,12 @@ import torch
 
 from cumx_cli.engine.audio.io import (
     AudioInfo,
-    count_audio_streams,
     probe,
     read_blocks,
     read_excerpt,
 )
-from cumx_cli.engine.errors import AudioIOError, DatasetError
+from cumx_cli.engine.data.track import Track as Track  # re-exported: the type of load_tracks
+from cumx_cli.engine.errors import DatasetError
 
 Split = Literal["train", "valid", "test"]
 
@@ -214,115 +214,13 @@ def find_tracks(root: Path, subset: str, names: Sequence[str] | None = None) -> 
     return tracks
 
 
-@dataclass
-class Track:
-    """One training track: its name, sample rate, length, and where its sources are."""
-
-    name: str
-    rate: int
-    frames: int
-    #: the file of each source and of ``mixture`` (one ``.stem.mp4`` for all, in MUSDB18)
-    files: dict[str, Path]
-    location: TrackFolder
-
-    def read(self, source: str, start: int = 0, frames: int | None = None) -> torch.Tensor:
-        """Samples of ``source`` (or ``mixture``) from ``start``: (channel, time) float32.
-
-        Raises:
-            DatasetError: the file cannot be decoded, or the samples read hold a NaN or an
-                infinity (checked on every read rather than by a scan of the whole dataset at
-                start-up, so a bad sample stops training before it reaches the model).
-        """
-        frames = self.frames - start if frames is None else frames
-        try:  # a stem shorter than the mixture is padded with silence
-            data = self.location.read_excerpt(source, start, frames)
-        except AudioIOError as exc:
-            raise DatasetError(str(exc)) from exc
-        finite = torch.isfinite(data).all(dim=0)
-        if not bool(finite.all()):
-            first = start + int(torch.argmin(finite.to(torch.uint8)))
-            raise DatasetError(f"{self.location.describe(source)}: contains NaN or infinite "
-                               f"samples (first at {first / self.rate:.3f} s)")
-        return data
-
-
-def _wav_track(track: TrackFolder, sources: tuple[str, ...]) -> Track:
-    names = ("mixture", *sources)
-    missing = [n for n in names if not track.stem_path(n).is_file()]
-    if missing:
-        raise DatasetError(f"{track.folder}: missing {', '.join(f'{m}.wav' for m in missing)}; each "
-                           f"track folder needs mixture.wav and one wav per source")
-    files = {n: track.stem_path(n) for n in names}
-    try:  # empty, undecodable, truncated or no samples: reading would crash or pad silently
-        infos = {n: probe(file) for n, file in files.items()}
-    except AudioIOError as exc:
-        raise DatasetError(str(exc)) from exc
-    info = infos["mixture"]
-    return Track(track.name, info.sample_rate, info.frames, files, track)
-
-
-def _stem_track(track: TrackFolder, sources: tuple[str, ...]) -> Track:
-    """A ``.stem.mp4`` track, checked to hold the five streams. Only the mixture is decoded
-    here (for its exact length, about 0.1 s of CPU per minute): MUSDB18's streams are equally
-    long, and a shorter stream would be padded with silence, as a shorter wav stem is."""
-    file = track.stem_file
-    assert file is not None, "a stems-file track"
-    unknown = [s for s in sources if s not in STEM_STREAMS[1:]]
-    if unknown:
-        raise DatasetError(f"{file}: a MUSDB18 .stem.mp4 holds {', '.join(STEM_STREAMS[1:])}, "
-                           f"not {', '.join(unknown)}; train on those, or on wav track folders")
-    try:
-        count = count_audio_streams(file)
-        if count < len(STEM_STREAMS):
-            raise DatasetError(f"{file}: has {count} audio stream{'s' * (count != 1)}; a MUSDB18 "
-                               f".stem.mp4 holds {len(STEM_STREAMS)} ({', '.join(STEM_STREAMS)})")
-        info = track.probe("mixture")
-    except AudioIOError as exc:
-        raise DatasetError(str(exc)) from exc
-    return Track(track.name, info.sample_rate, info.frames,
-                 dict.fromkeys(("mixture", *sources), file), track)
-
-
 def load_tracks(root: Path, split: Split, sources: tuple[str, ...]) -> list[Track]:
-    """The tracks of a split, checked: every track has a mixture and every source.
+    """The tracks of a split, checked: every track has a mixture and every source
+    (:func:`cumx_cli.engine.data.layouts.load_split`, which reads every layout of training).
 
     Raises:
         DatasetError: a missing folder, an unknown layout, a missing stem, or an empty split.
     """
-    root = Path(root).expanduser()
-    found = find_tracks(root, "test" if split == "test" else "train")
-    if split != "test":  # before any file is opened: the other split's are not read
-        valid = _valid_names(root)
-        found = [t for t in found if (t.name in valid) == (split == "valid")]
-    tracks = [_wav_track(t, sources) if t.stem_file is None else _stem_track(t, sources)
-              for t in found]
-    if not tracks:
-        raise DatasetError(f"{root}: the {split} split has no tracks{_split_hint(root, split)}")
-    rates = {t.rate for t in tracks}
-    if len(rates) != 1:
-        raise DatasetError(f"{root}: tracks have different sample rates {sorted(rates)}")
-    return tracks
+    from cumx_cli.engine.data.layouts import load_split  # layouts builds on this module
 
-
-def _split_hint(root: Path, split: Split) -> str:
-    """How to fill an empty train or valid split: which names ``ROOT/split.json`` must hold."""
-    split_file = root / "split.json"
-    if split == "test":
-        return ""
-    if split == "train":
-        return f" ({split_file} puts every track in 'valid': leave some out of it)"
-    if split_file.is_file():
-        return f" (none of the names in {split_file} is a track folder of train/)"
-    return (f" (none of train/'s tracks is one of musdb's validation tracks): name some in "
-            f'{split_file}, as {{"valid": ["track", ...]}}')
-
-
-def _valid_names(root: Path) -> set[str]:
-    """The validation tracks: ``ROOT/split.json``'s, else musdb's standard ones."""
-    split_file = root / "split.json"
-    if not split_file.is_file():
-        return set(MUSDB_VALID)
-    try:
-        return set(json.loads(split_file.read_text())["valid"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{split_file}: expected {{\"valid\": [track names]}}") from exc
+    return load_split(root, split, sources)

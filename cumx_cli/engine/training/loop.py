@@ -20,8 +20,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from cumx_cli.engine.config import TrainConfig
-from cumx_cli.engine.data.musdb import Track, load_tracks
+from cumx_cli.engine.data.layouts import TrainingData, load_training_data
 from cumx_cli.engine.data.sampler import RandomMixDataset
+from cumx_cli.engine.data.sources import SourceList
+from cumx_cli.engine.data.track import Track
 from cumx_cli.engine.device import resolve_device
 from cumx_cli.engine.dsp.stft import STFT
 from cumx_cli.engine.errors import ConfigError, CumxError, DatasetError, TrainingError
@@ -30,6 +32,12 @@ from cumx_cli.engine.losses import LossTerms, MultiDomainLoss
 from cumx_cli.engine.model import CrossUMX
 from cumx_cli.engine.training import distributed
 from cumx_cli.engine.training.distributed import Launch, sum_over_ranks
+from cumx_cli.engine.training.init import (
+    SourceMapping,
+    check_architecture,
+    load_init,
+    transfer_weights,
+)
 from cumx_cli.engine.training.run_folder import RunFolder, RunState
 from cumx_cli.engine.training.stats import input_statistics
 
@@ -59,9 +67,9 @@ class EpochResult:
         return data
 
 
-def prepare_data(config: TrainConfig, root: Path,
-                 world_size: int = 1) -> tuple[list[Track], list[Track]]:
-    """Load and check the training and validation tracks before any work.
+def prepare_data(config: TrainConfig, root: Path, world_size: int = 1) -> TrainingData:
+    """Load and check the training and validation data before any work
+    (:func:`~cumx_cli.engine.data.layouts.load_training_data`).
 
     ``world_size`` processes share an epoch's examples.
 
@@ -69,15 +77,16 @@ def prepare_data(config: TrainConfig, root: Path,
         DatasetError: missing or malformed folders, missing stems, or a batch larger than an
             epoch's examples.
     """
-    train = load_tracks(root, "train", config.model.sources)
-    valid = load_tracks(root, "valid", config.model.sources)
+    sources = SourceList(config.model.sources, config.data.derived)
+    data = load_training_data(root, sources, config.data, config.model.num_channels)
+    train = data.train
     per_epoch = config.samples_per_track * len(train) // world_size
     if config.batch_size > per_epoch:
         raise DatasetError(
             f"--batch-size {config.batch_size} is larger than an epoch's {per_epoch} examples "
             f"({len(train)} training tracks x --samples-per-track {config.samples_per_track}); "
             "lower --batch-size or raise --samples-per-track")
-    return train, valid
+    return data
 
 
 def model_outputs(model: torch.nn.Module, stft: STFT, mixture: torch.Tensor, stems: torch.Tensor,
@@ -215,8 +224,15 @@ def _validate_track(model: torch.nn.Module, stft: STFT, loss_fn: MultiDomainLoss
     return sum(losses) / len(losses), energy, error, error_mix
 
 
-def _build(config: TrainConfig, rate: int, stats: tuple[torch.Tensor, torch.Tensor] | None) -> CrossUMX:
+def _build(config: TrainConfig, rate: int, stats: tuple[torch.Tensor, torch.Tensor] | None,
+           init: CrossUMX | None = None) -> tuple[CrossUMX, SourceMapping | None]:
+    """The model to train: random weights, then ``init``'s networks mapped by source name
+    (:mod:`~cumx_cli.engine.training.init`), then the input scaling from ``stats`` if given."""
     model = CrossUMX(config.model_config(rate))
+    mapping = None
+    if init is not None:
+        check_architecture(init.config, model.config, config.init or "the model")
+        mapping = transfer_weights(init, model)
     if stats is not None:
         mean, std = stats
         max_bin = model.config.max_bin
@@ -224,7 +240,7 @@ def _build(config: TrainConfig, rate: int, stats: tuple[torch.Tensor, torch.Tens
             for net in (model.net(source) for source in model.sources):
                 net.input_mean.copy_(-mean[:max_bin])
                 net.input_scale.copy_(1.0 / std[:max_bin])
-    return model
+    return model, mapping
 
 
 @dataclass
@@ -243,29 +259,45 @@ class _Session:
     loader: Batches
     valid_tracks: list[Track]
     rate: int
+    init: dict[str, Any] | None = None
 
 
 def _new_session(config: TrainConfig, launch: Launch, device: torch.device, root: Path,
                  run: RunFolder, resume: bool, cache_dir: Path | None,
-                 events: TrainEvents) -> tuple[_Session, RunState]:
+                 events: TrainEvents, init_model: CrossUMX | None = None
+                 ) -> tuple[_Session, RunState]:
     """Load the data, and build (or restore from ``last.pt``) the model and optimizer.
 
     The order is the RNG's: the model is initialised right after ``torch.manual_seed``, and a
-    resumed run then takes the RNG state of its checkpoint.
+    resumed run then takes the RNG state of its checkpoint. A new run with ``config.init`` starts
+    from ``init_model`` (loaded from ``config.init`` when None); a resumed one never reads it.
     """
     torch.manual_seed(config.seed)
-    train_tracks, valid_tracks = prepare_data(config, root, launch.world_size)
-    rate = train_tracks[0].rate
+    data = prepare_data(config, root, launch.world_size)
+    train_tracks, valid_tracks, rate = data.train, data.valid, data.rate
+    events.message(f"data: {root} ({data.layout} layout); {data.validation}")
+    for note in data.notes:
+        events.message(f"data: {note}")
     events.message(f"{'X-UMX' if config.model.bridge else 'UMX'}: {len(train_tracks)} training "
                    f"and {len(valid_tracks)} validation tracks from {root} -> {run.path}")
     run.check(resume)
+    init = None
+    if config.init is not None and not resume:
+        init = init_model or _load_init(config.init, cache_dir)
     stats = None
-    if not resume:
+    if not resume and (init is None or config.recompute_stats):
         events.message(f"input statistics over {len(train_tracks)} training tracks")
         shape = config.model_config(rate)
         stats = input_statistics(train_tracks, shape.n_fft, shape.hop_length, cache_dir=cache_dir,
                                  progress=events.stats_progress)
-    model = _build(config, rate, stats).to(device)
+    model, mapping = _build(config, rate, stats, init)
+    model = model.to(device)
+    record = None
+    if mapping is not None:
+        record = {"model": config.init, **mapping.to_dict(),
+                  "input_scaling": "recomputed" if config.recompute_stats else "kept"}
+        events.message(f"fine-tuning {config.init}: {mapping.describe()}; input scaling "
+                       f"{record['input_scaling']}; a fresh optimizer at lr {config.lr:g}")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience,
@@ -275,15 +307,24 @@ def _new_session(config: TrainConfig, launch: Launch, device: torch.device, root
         state = run.restore(model, optimizer, scheduler)
         events.message(f"resuming {run.path} after epoch {state.epoch}")
     dataset = RandomMixDataset(train_tracks, config.model.sources, round(config.seq_seconds * rate),
-                               config.samples_per_track, config.seed, launch.rank, launch.world_size)
+                               config.samples_per_track, config.seed, launch.rank, launch.world_size,
+                               data=config.data, pools=data.pools)
     # Workers are re-created each epoch (not persistent) so they see the dataset's new epoch.
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=True,
                         num_workers=config.workers)
     session = _Session(config, launch, device, distributed.wrap(model, launch),
                        STFT(model.config.n_fft, model.config.hop_length),
                        MultiDomainLoss.from_config(config), optimizer, scheduler, dataset, loader,
-                       valid_tracks, rate)
+                       valid_tracks, rate, record)
     return session, state
+
+
+def _load_init(spec: str, cache_dir: Path | None) -> CrossUMX:
+    """``TrainConfig.init``'s model, for callers that did not load it (the weights cache under
+    ``cache_dir``, online)."""
+    from cumx_cli.engine.weights.cache import WeightsSettings
+
+    return load_init(spec, WeightsSettings(cache_dir=cache_dir))[1]
 
 
 def _run_epoch(session: _Session, state: RunState, events: TrainEvents) -> EpochResult:
@@ -296,13 +337,18 @@ def _run_epoch(session: _Session, state: RunState, events: TrainEvents) -> Epoch
     train_loss = train_one_epoch(s.model, s.stft, s.loss_fn, s.loader, s.optimizer, s.device,
                                  config.amp, events)
     sources = config.model.sources
-    valid_loss, sdr = math.nan, dict.fromkeys(sources, math.nan)
-    base: dict[str, float] = {}
+    valid_loss, sdr, base = math.nan, dict.fromkeys(sources, math.nan), dict.fromkeys(sources, math.nan)
     if s.launch.rank == 0:
         valid_loss, sdr, base = validate(distributed.unwrap(s.model), s.stft, s.loss_fn,
                                          s.valid_tracks, sources,
                                          round(config.valid_seconds * s.rate), s.device)
-    (valid_loss,) = distributed.from_rank0([valid_loss], s.launch.rank)
+    # Every rank takes rank 0's validation: the same epoch results (and scheduler steps) on all.
+    n = len(sources)
+    shared = distributed.from_rank0([valid_loss, *(sdr[k] for k in sources),
+                                     *(base[k] for k in sources)], s.launch.rank)
+    valid_loss = shared[0]
+    sdr = dict(zip(sources, shared[1:n + 1], strict=True))
+    base = dict(zip(sources, shared[n + 1:], strict=True))
     s.scheduler.step(valid_loss)
     best = state.record(epoch, valid_loss)
     result = EpochResult(epoch, train_loss, valid_loss, sdr, base,
@@ -313,11 +359,15 @@ def _run_epoch(session: _Session, state: RunState, events: TrainEvents) -> Epoch
 
 def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
         cache_dir: Path | None = None, launch: Launch | None = None,
-        events: TrainEvents | None = None, stop_after: int | None = None) -> list[EpochResult]:
+        events: TrainEvents | None = None, stop_after: int | None = None,
+        init_model: CrossUMX | None = None) -> list[EpochResult]:
     """Train (or resume) a run in ``out``; returns the epochs run by this call.
 
     Args:
         cache_dir: the cache root (input statistics go to ``<cache_dir>/stats``); None: none.
+        init_model: the model of ``config.init``, already loaded (None: loaded here from
+            ``config.init``, a published name going through the weights cache under
+            ``cache_dir``); unused when resuming.
         launch: this process's place in a ``torchrun`` launch; None: a single process.
         stop_after: end the call after that many epochs (for tests of resuming).
     """
@@ -327,9 +377,10 @@ def fit(config: TrainConfig, root: Path, out: Path, *, resume: bool = False,
         raise ConfigError("amp bf16 needs a CUDA device", field="amp")
     launch, device = distributed.setup(launch or Launch(), device)
     run = RunFolder(out)
-    session, state = _new_session(config, launch, device, root, run, resume, cache_dir, events)
+    session, state = _new_session(config, launch, device, root, run, resume, cache_dir, events,
+                                  init_model)
     if launch.rank == 0:
-        run.start(config, root)
+        run.start(config, root, init=session.init)
     results: list[EpochResult] = []
     try:
         while state.epoch < config.epochs:

@@ -1,7 +1,9 @@
 """A training run's folder: its config, metrics, curves and checkpoints.
 
 Rank 0 writes, in the run folder: ``config.json`` when the run starts (the training config plus
-``data_root``, the resolved data folder, so that ``--resume`` finds the data); after every epoch
+``data_root``, the resolved data folder, so that ``--resume`` finds the data, and for a run
+that started from a trained model, ``init_from``: that model and how its sources were mapped,
+kept when the run is resumed); after every epoch
 ``last.pt`` and, when the validation loss improved, ``best.pt`` (cumx's training checkpoint
 format, directly usable by ``cumx separate``), ``metrics.jsonl`` (one line per epoch) and
 ``curves.png``. Every file is written through a temporary file renamed into place, so a failed
@@ -36,6 +38,8 @@ from cumx_cli.engine.weights.formats.cumx import load_training_checkpoint, save_
 _EARLY_FILES = ("config.json", "metrics.jsonl", "curves.png")
 #: The key of ``config.json`` that records the run's data folder (runs of older cumx lack it).
 DATA_ROOT_KEY = "data_root"
+#: The key of ``config.json`` that records what a fine-tuned run started from.
+INIT_KEY = "init_from"
 
 
 @dataclass
@@ -92,6 +96,19 @@ def recorded_data_root(run: Path) -> Path | None:
     return None if root is None else Path(root)
 
 
+def recorded_init(run: Path) -> dict[str, Any] | None:
+    """The ``init_from`` record of ``RUNDIR/config.json``; None for a run from random weights,
+    a run folder without ``config.json``, or one that cannot be read (:func:`recorded_data_root`
+    reports those)."""
+    path = Path(run) / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    found = data.get(INIT_KEY) if isinstance(data, dict) else None
+    return found if isinstance(found, dict) else None
+
+
 class RunFolder:
     """The folder of one run, as rank 0 writes it and ``--resume`` reads it back."""
 
@@ -109,11 +126,17 @@ class RunFolder:
             raise ConfigError(f"{self.path} already holds a run; use --resume {self.path} or "
                               "another --out")
 
-    def start(self, config: TrainConfig, data_root: Path) -> None:
-        """Create the folder (if needed) and write ``config.json``: ``config`` and the resolved
-        ``data_root``."""
+    def start(self, config: TrainConfig, data_root: Path,
+              init: dict[str, Any] | None = None) -> None:
+        """Create the folder (if needed) and write ``config.json``: ``config``, the resolved
+        ``data_root`` and ``init``, the record of the model the run started from (None when
+        resuming: the record already there is kept)."""
         self.created = not self.path.exists()
-        record = {**config.to_dict(), DATA_ROOT_KEY: str(Path(data_root).resolve())}
+        record: dict[str, Any] = {**config.to_dict(), DATA_ROOT_KEY: str(Path(data_root).resolve())}
+        if init is None and config.init is not None:
+            init = recorded_init(self.path)
+        if init is not None:
+            record[INIT_KEY] = init
         with self._writing():
             self.path.mkdir(parents=True, exist_ok=True)
             _write_text(self.path / "config.json", json.dumps(record, indent=2) + "\n")

@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from cumx_cli.engine.data.musdb import Track
+from cumx_cli.engine.data.track import MIXTURE, Track
 from cumx_cli.engine.dsp.stft import STFT
 from cumx_cli.engine.files import replacing
 
 
 def _cache_key(tracks: list[Track], n_fft: int, hop: int) -> str:
     parts = []
-    for t in tracks:
-        file = t.files.get("mixture")
-        stamp = os.stat(file).st_mtime_ns if file is not None else 0
-        parts.append([t.name, t.frames, t.rate, str(file), stamp])
-    blob = json.dumps([parts, n_fft, hop, 1]).encode()
+    for t in tracks:  # every file of the mixture (a sum of stems where a track has no mixture)
+        parts.append([t.name, t.frames, t.rate, t.stamp(MIXTURE)])
+    blob = json.dumps([parts, n_fft, hop, 2]).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
