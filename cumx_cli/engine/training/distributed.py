@@ -40,15 +40,23 @@ def is_distributed() -> bool:
 def setup(launch: Launch, device: torch.device) -> tuple[Launch, torch.device]:
     """Join the process group of a multi-process launch; its rank, world size and device.
 
-    On CUDA each process uses the GPU of its local rank. A single process is returned as given.
+    On CUDA each process uses the GPU of its *local* rank (its place on its own machine), set
+    before the group is joined so that NCCL binds each process to its own GPU; the *global* rank
+    (``RANK``, over every machine) decides the examples a process trains on and that rank 0
+    alone validates and writes. One machine or several (``torchrun --nnodes``) is the same code:
+    the rendezvous gives each process both ranks. A single process is returned as given.
     """
     if launch.world_size <= 1:
         return launch, device
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
+        if launch.local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"local rank {launch.local_rank} has no GPU: this machine has "
+                              f"{torch.cuda.device_count()}; start at most that many processes "
+                              "per machine (torchrun --nproc-per-node)", field="device")
         device = torch.device("cuda", launch.local_rank)
         torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Launch(dist.get_rank(), dist.get_world_size(), launch.local_rank), device
 
 
