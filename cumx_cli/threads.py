@@ -25,7 +25,11 @@ def tune_threads() -> None:
     alone on the machine pays a wake-up per wait instead (within the noise of our measurements).
 
     The number of threads is left to torch (one per core) and to ``OMP_NUM_THREADS``, which
-    the README advises setting to cores / N for N shards on one machine.
+    the README advises setting to cores / N for N shards on one machine. ``separate`` runs the
+    network in a worker thread beside the main thread (the Wiener filter, cross-fades, decoding
+    and encoding), and each has its own team of that many OpenMP threads; with ``PASSIVE`` a team
+    waiting for its next parallel region sleeps, so the two stages share the cores instead of
+    spinning against each other.
     """
     if not any(name in os.environ for name in _WAIT_VARIABLES):
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

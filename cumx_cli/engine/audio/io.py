@@ -276,10 +276,10 @@ class AudioWriter:
         container (libsndfile's FLAC writer would round differently).
         """
         data = frames.detach().to(torch.float32)
-        if self.clamp:
-            data = data.clamp(-1.0, 1.0)
-        if self.int16:
+        if self.int16:  # the clamp to the int16 range is the clamp to [-1, 1], one pass fewer
             data = data.mul(32768.0).floor_().clamp_(-32768.0, 32767.0).to(torch.int16)
+        elif self.clamp:
+            data = data.clamp(-1.0, 1.0)
         try:
             self._file.write(data.contiguous().numpy())
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:

@@ -85,7 +85,7 @@ class OverlapAdd:
         self.emitted = 0  # absolute index of acc[..., 0]
         self.filled = 0  # samples of acc in use
         self.acc: torch.Tensor | None = None
-        self.wsum = torch.zeros(2 * plan.size)
+        self.wsum = torch.zeros(2 * plan.size if len(plan) > 1 else 0)
 
     def add(self, output: torch.Tensor) -> torch.Tensor:
         """Add the next chunk's output and return the newly final samples.
@@ -96,6 +96,10 @@ class OverlapAdd:
         """
         index = self.next_index
         size = self.plan.size
+        if len(self.plan) == 1:  # a track of one chunk: its weights are ones, nothing to add
+            self.next_index += 1
+            self.emitted = size
+            return output
         if self.acc is None:
             self.acc = output.new_zeros(*output.shape[:-1], 2 * size)
         lo = self.plan.starts[index] - self.emitted

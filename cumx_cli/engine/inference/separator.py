@@ -3,14 +3,23 @@
 :class:`Separator` owns a model, an STFT and an :class:`InferenceConfig`. Tracks are cut into
 chunks (:mod:`chunking`); chunks of equal length, from one track or from several, are stacked into
 batches of ``batch_size`` and pushed through the whole pipeline at once, and the outputs are
-cross-faded back per track. Work is pulled lazily from the tracks, so at most one batch of chunks
-(plus one chunk of overlap per open track) is in memory, whatever the track lengths.
+cross-faded back per track. Work is pulled lazily from the tracks, so at most two batches of
+chunks (plus one chunk of overlap per open track) are in memory, whatever the track lengths.
+
+Two stages overlap (:meth:`Separator.run`): while one worker thread runs batch N through the STFT
+and the network, the calling thread filters batch N - 1 (Wiener/EM, inverse STFT), delivers its
+outputs to the tracks (cross-fades, scratch, and for a finished track its encoding), and reads and
+decodes the chunks of batch N + 1. So the work around the network, and a folder's decoding and
+encoding, is done while the network runs instead of after it. Every track callback and
+``on_batch`` still runs on the calling thread, in the order the batches were made.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -53,11 +62,15 @@ class Separator:
         model: the network (its ``config`` gives the STFT, rate and sources).
         config: chunking, batching and Wiener options.
         device: where the model runs; ``None`` resolves ``config.device``.
+        overlap: in :meth:`run`, run the network in a worker thread while the calling thread
+            does the rest (see the module docstring); ``False`` does everything in the calling
+            thread, one batch after the other (the same numbers, for measuring the overlap).
     """
 
     def __init__(self, model: CrossUMX, config: InferenceConfig | None = None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, *, overlap: bool = True) -> None:
         self.config = config or InferenceConfig()
+        self.overlap = overlap
         self.device = device or resolve_device(self.config.device)
         self.model = model.eval().to(self.device)
         self.stft = STFT(model.config.n_fft, model.config.hop_length).to(self.device)
@@ -90,7 +103,6 @@ class Separator:
         """The chunk plan for a track of ``length`` samples at the model's rate."""
         return plan_chunks(length, self.chunk_samples, self.overlap_samples)
 
-    @torch.inference_mode()
     def process(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Separate a batch of equal-length waveforms in one pass (no chunking).
 
@@ -98,6 +110,12 @@ class Separator:
             waveforms: (batch, channel, time) at the model's sample rate
             returns:   (batch, source, channel, time), float32 on the CPU
         """
+        return self._filter(self._network(waveforms))
+
+    @torch.inference_mode()
+    def _network(self, waveforms: torch.Tensor) -> _Estimates:
+        """The first stage of :meth:`process`: STFT and network (it may run in a worker thread:
+        it touches nothing but its input, the model and the STFT's window)."""
         check_shape(waveforms, ("batch", "channel", "time"), channel=self.num_channels)
         length = waveforms.shape[-1]
         x = waveforms.to(self.device, torch.float32)
@@ -106,55 +124,54 @@ class Separator:
         mix_stft = self.stft(x)  # (batch, channel, freq, frame)
         mag = magnitude(mix_stft)
         est = self.model(mag).mul_(mag.unsqueeze(1))  # masks times the mixture magnitude
-        est = wiener(est, mix_stft, niter=self.config.niter, softmask=self.config.softmask,
-                     residual=self.config.residual, eps=self.wiener_eps,
-                     window=self.wiener_window, mix_magnitude=mag)
-        del mix_stft, mag
+        return _Estimates(est, mix_stft, mag, length, x.shape[-1])
+
+    @torch.inference_mode()
+    def _filter(self, stage: _Estimates) -> torch.Tensor:
+        """The second stage of :meth:`process`: Wiener/EM and the inverse STFT."""
+        est = wiener(stage.magnitudes, stage.mix_stft, niter=self.config.niter,
+                     softmask=self.config.softmask, residual=self.config.residual,
+                     eps=self.wiener_eps, window=self.wiener_window, mix_magnitude=stage.mix_magnitude)
+        del stage.magnitudes, stage.mix_stft, stage.mix_magnitude
+        length = stage.length
         # One source at a time: the inverse transform's frame buffer stays a quarter the size.
         out = torch.empty(est.shape[0], est.shape[1], est.shape[2], length)
         for j in range(est.shape[1]):
-            out[:, j] = self.stft.inverse(est[:, j], x.shape[-1])[..., :length].float().cpu()
+            out[:, j] = self.stft.inverse(est[:, j], stage.padded_length)[..., :length].float().cpu()
         return out
 
     def run(self, tracks: Iterable[TrackJob],
-            on_batch: Callable[[int], None] | None = None) -> None:
+            on_batch: Callable[[int], None] | None = None, calls: CallQueue | None = None) -> None:
         """Separate tracks chunk by chunk, batching equal-length chunks across tracks.
 
         Tracks are pulled from ``tracks`` lazily. A :class:`CumxError` raised while reading a
-        chunk or delivering an output fails that track only; the others go on.
+        chunk or delivering an output fails that track only; the others go on. With
+        ``overlap``, batch N's network runs in a worker thread while this thread finishes batch
+        N - 1 and reads batch N + 1 (module docstring); the callbacks all run on this thread.
+        Callbacks that the tracks put in ``calls`` (progress events) come out in the order that
+        running without the overlap makes: those made while reading batch N + 1 after those of
+        delivering batch N.
         """
-        pending: list[tuple[TrackJob, int, torch.Tensor]] = []
-        for track in tracks:
-            for index in range(len(track.plan)):
-                try:
-                    chunk = track.read_chunk(index)
-                except CumxError as exc:
-                    track.fail(exc)
-                    break
-                if pending and pending[0][2].shape[-1] != chunk.shape[-1]:
-                    self._flush(pending, on_batch)
-                pending.append((track, index, chunk))
-                if len(pending) == self.batch_size:
-                    self._flush(pending, on_batch)
-        if pending:
-            self._flush(pending, on_batch)
-
-    def _flush(self, pending: list[tuple[TrackJob, int, torch.Tensor]],
-               on_batch: Callable[[int], None] | None) -> None:
-        live = [(t, i, c) for t, i, c in pending if not t.failed]
-        pending.clear()
-        if not live:
-            return
-        outputs = self.process(torch.stack([c for _, _, c in live]))
-        for (track, index, _), out in zip(live, outputs, strict=True):
-            if track.failed:
-                continue
-            try:
-                track.add_output(index, out)
-            except CumxError as exc:
-                track.fail(exc)
-        if on_batch is not None:
-            on_batch(len(live))
+        stages = _Stages(self, on_batch, calls or CallQueue())
+        try:
+            pending: list[tuple[TrackJob, int, torch.Tensor]] = []
+            for track in tracks:
+                for index in range(len(track.plan)):
+                    try:
+                        chunk = track.read_chunk(index)
+                    except CumxError as exc:
+                        track.fail(exc)
+                        break
+                    if pending and pending[0][2].shape[-1] != chunk.shape[-1]:
+                        stages.submit(pending)
+                    pending.append((track, index, chunk))
+                    if len(pending) == self.batch_size:
+                        stages.submit(pending)
+            if pending:
+                stages.submit(pending)
+            stages.drain()
+        finally:
+            stages.close()
 
     def separate(self, waveform: torch.Tensor) -> torch.Tensor:
         """Separate in-memory tracks of equal length with chunking and cross-fades.
@@ -170,6 +187,110 @@ class Separator:
             if job.error is not None:
                 raise job.error
         return torch.stack([torch.cat(job.outputs, dim=-1) for job in jobs])
+
+
+class CallQueue:
+    """Callbacks held by :meth:`Separator.run` and run on its thread in the order described
+    there; the tracks :meth:`put` their progress events here instead of calling them."""
+
+    def __init__(self) -> None:
+        self._calls: list[Callable[[], None]] = []
+
+    def put(self, call: Callable[[], None]) -> None:
+        self._calls.append(call)
+
+    def take(self) -> list[Callable[[], None]]:
+        """Remove and return the calls held so far."""
+        calls, self._calls = self._calls, []
+        return calls
+
+    def run(self) -> None:
+        """Run the held calls in order (also those they add)."""
+        while self._calls:
+            for call in self.take():
+                call()
+
+
+@dataclass
+class _Estimates:
+    """What the network stage hands to the filter stage, for one batch."""
+
+    magnitudes: torch.Tensor  # (batch, source, channel, freq, frame) source magnitudes
+    mix_stft: torch.Tensor  # (batch, channel, freq, frame) complex
+    mix_magnitude: torch.Tensor  # |mix_stft|
+    length: int  # samples per waveform
+    padded_length: int  # samples the STFT saw (zero-padded when shorter than its window)
+
+
+_Batch = list[tuple[TrackJob, int, torch.Tensor]]
+
+
+class _Stages:
+    """The two stages of :meth:`Separator.run`: batch N in the network (a worker thread when
+    the separator overlaps) while the calling thread filters and delivers batch N - 1.
+
+    At most one batch waits in the network and one is being filtered: memory stays bounded.
+    """
+
+    def __init__(self, separator: Separator, on_batch: Callable[[int], None] | None,
+                 calls: CallQueue) -> None:
+        self.separator = separator
+        self.on_batch = on_batch
+        self.calls = calls
+        self.worker = (ThreadPoolExecutor(1, thread_name_prefix="cumx-network")
+                       if separator.overlap else None)
+        self.waiting: tuple[_Batch, Future[_Estimates]] | None = None
+
+    def submit(self, pending: _Batch) -> None:
+        """Start the network on the pending chunks (emptying ``pending``), then finish the
+        batch before them."""
+        live = [(t, i, c) for t, i, c in pending if not t.failed]
+        pending.clear()
+        if live:
+            waves = torch.stack([c for _, _, c in live])
+            if self.worker is None:  # one batch after the other
+                self.calls.run()
+                done: Future[_Estimates] = Future()
+                done.set_result(self.separator._network(waves))
+                self._deliver(live, done)
+                self.calls.run()
+                return
+            previous, self.waiting = self.waiting, (live, self.worker.submit(
+                self.separator._network, waves))
+            self._deliver_before_reads(previous)
+
+    def drain(self) -> None:
+        """Finish the batch still in the network, if any."""
+        previous, self.waiting = self.waiting, None
+        self._deliver_before_reads(previous)
+
+    def _deliver_before_reads(self, previous: tuple[_Batch, Future[_Estimates]] | None) -> None:
+        """Deliver the previous batch; the calls made while reading since then come after its
+        own (the order of a run without the overlap)."""
+        reads = self.calls.take()
+        if previous is not None:
+            self._deliver(*previous)
+        self.calls.run()
+        for call in reads:
+            call()
+
+    def _deliver(self, live: _Batch, future: Future[_Estimates]) -> None:
+        outputs = self.separator._filter(future.result())
+        for (track, index, _), out in zip(live, outputs, strict=True):
+            if track.failed:  # failed while this batch was in the network or being delivered
+                continue
+            try:
+                track.add_output(index, out)
+            except CumxError as exc:
+                track.fail(exc)
+        if self.on_batch is not None:
+            self.on_batch(len(live))
+
+    def close(self) -> None:
+        """Wait for the worker (an interrupted run leaves no thread behind using the model)."""
+        self.waiting = None
+        if self.worker is not None:
+            self.worker.shutdown(wait=True, cancel_futures=True)
 
 
 class _MemoryTrack:
