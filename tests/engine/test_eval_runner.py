@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from cumx_cli.engine.audio.io import AudioInfo
 from cumx_cli.engine.config import EvalConfig
-from cumx_cli.engine.data.musdb import find_tracks
+from cumx_cli.engine.data.musdb import TrackFolder, find_tracks
 from cumx_cli.engine.errors import EvaluationError
 from cumx_cli.engine.evaluation import museval_format, report, runner
 from cumx_cli.engine.evaluation.estimators import EstimatesFolder
@@ -172,3 +173,24 @@ def test_a_score_file_records_what_made_it_and_other_makers_are_rescored(
     bare = runner.evaluate_tracks(tracks[1:], SOURCES, _Renamed(tmp_path / "est"),
                                   tmp_path / "out", QUICK)
     assert [(r.status, r.replaced) for r in bare] == [("scored", True)]
+
+
+def test_each_reference_is_decoded_once_per_track(musdb_hq: Dataset, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # the estimates folder checks each estimate against its reference (a copied reference is
+    # refused) on the samples the runner read for scoring, not on a second decoding
+    root, stems = musdb_hq
+    write_estimates(tmp_path / "est", stems)
+    reads: list[tuple[str, str]] = []
+    original = TrackFolder.read
+
+    def counting(self: TrackFolder, source: str, info: AudioInfo | None = None) -> torch.Tensor:
+        reads.append((self.name, source))
+        return original(self, source, info)
+
+    monkeypatch.setattr(TrackFolder, "read", counting)
+    tracks = find_tracks(root, "test", ["A - One"])
+    results = runner.evaluate_tracks(tracks, SOURCES, EstimatesFolder(tmp_path / "est", 0.1),
+                                     tmp_path / "out", QUICK)
+    assert [r.status for r in results] == ["scored"]
+    assert sorted(reads) == sorted(("A - One", s) for s in SOURCES)

@@ -13,7 +13,7 @@ reuses a file only when the same thing made it (:mod:`~cumx_cli.engine.evaluatio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,8 +40,13 @@ class Estimator(Protocol):
     record: Record
 
     def estimates(self, track: TrackFolder, sources: Sequence[str],
-                  references: dict[str, AudioInfo]) -> dict[str, torch.Tensor]:
-        """Estimates (channel, time) float at the references' rate, one per source."""
+                  references: dict[str, AudioInfo],
+                  loaded: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Estimates (channel, time) float at the references' rate, one per source.
+
+        ``loaded``: the references' samples where the caller has read them already (as
+        ``track.read`` gives them), so that nothing is decoded twice.
+        """
 
 
 class Separates(Protocol):
@@ -75,7 +80,8 @@ class EstimatesFolder:
         self.record: Record = {"estimates": str(Path(folder).resolve())}
 
     def estimates(self, track: TrackFolder, sources: Sequence[str],
-                  references: dict[str, AudioInfo]) -> dict[str, torch.Tensor]:
+                  references: dict[str, AudioInfo],
+                  loaded: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         out = {}
         for source in sources:
             path = self.folder / track.name / f"{source}.wav"
@@ -83,15 +89,19 @@ class EstimatesFolder:
                 raise EvaluationError(f"track {track.name!r}: estimate {path} is missing")
             self._check(track, path, probe(path), references[source])
             out[source] = read_audio(path)[0]
-            self._check_not_the_reference(track, source, path, out[source], references[source])
+            self._check_not_the_reference(track, source, path, out[source], references[source],
+                                          None if loaded is None else loaded.get(source))
         return out
 
     @staticmethod
     def _check_not_the_reference(track: TrackFolder, source: str, path: Path,
-                                 estimate: torch.Tensor, ref: AudioInfo) -> None:
+                                 estimate: torch.Tensor, ref: AudioInfo,
+                                 samples: torch.Tensor | None) -> None:
         # a copied reference, or one separated as an input into the same name, scores far too
         # well and would be trusted; an honest estimate is never equal sample for sample
-        if estimate.shape[-1] == ref.frames and torch.equal(estimate, track.read(source, ref)):
+        if estimate.shape[-1] != ref.frames:
+            return
+        if torch.equal(estimate, track.read(source, ref) if samples is None else samples):
             raise EvaluationError(
                 f"track {track.name!r}: estimate {path} is identical to the reference "
                 f"{track.describe(source)}; it is a copy of the reference, not an estimate "
@@ -126,7 +136,8 @@ class SeparatorEstimator:
         self.record: Record = record if record is not None else {}
 
     def estimates(self, track: TrackFolder, sources: Sequence[str],
-                  references: dict[str, AudioInfo]) -> dict[str, torch.Tensor]:
+                  references: dict[str, AudioInfo],
+                  loaded: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         sep = self.separator
         mixture_path = track.stem_path("mixture")
         if not mixture_path.exists():

@@ -43,8 +43,9 @@ GLOBAL_SDR_KEY = "cumx_global_sdr"
 LAG_KEY = "cumx_lag"
 #: demucs's ``new_sdr`` regulariser, added to both energies ("avoid numerical errors").
 GLOBAL_SDR_EPS = 1e-7
-#: Samples per block when summing energies (float64 copies of one block at a time).
-_GLOBAL_SDR_BLOCK = 1 << 18
+#: Samples per block (channels one after the other) when summing energies: float64 copies of
+#: one block at a time, small enough to stay in cache.
+_GLOBAL_SDR_BLOCK = 1 << 16
 
 #: Per source, per metric: the frame scores as stored in the JSON (NaN for undefined frames).
 FrameTable = dict[str, dict[str, list[float]]]
@@ -82,11 +83,12 @@ def global_sdr(references: torch.Tensor, estimates: torch.Tensor) -> torch.Tenso
                 channel=references.shape[1], time=references.shape[2])
     signal = torch.zeros(references.shape[0], dtype=torch.float64)
     error = torch.zeros(references.shape[0], dtype=torch.float64)
-    for start in range(0, references.shape[-1], _GLOBAL_SDR_BLOCK):
-        ref = references[..., start:start + _GLOBAL_SDR_BLOCK].double()
-        est = estimates[..., start:start + _GLOBAL_SDR_BLOCK].double()
-        signal += ref.square().sum((1, 2))
-        error += (ref - est).square().sum((1, 2))
+    refs, ests = references.flatten(1), estimates.flatten(1)  # (source, channel * time)
+    for start in range(0, refs.shape[-1], _GLOBAL_SDR_BLOCK):
+        ref = refs[:, start:start + _GLOBAL_SDR_BLOCK].double()
+        diff = ests[:, start:start + _GLOBAL_SDR_BLOCK].double().sub_(ref)
+        signal += torch.linalg.vecdot(ref, ref)  # sums of squares without squared temporaries
+        error += torch.linalg.vecdot(diff, diff)
     return 10 * torch.log10((signal + GLOBAL_SDR_EPS) / (error + GLOBAL_SDR_EPS))
 
 

@@ -169,8 +169,10 @@ def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estima
         raise EvaluationError(f"track {track.name!r}: the reference stems differ in sample rate "
                               "or length; the dataset folder is inconsistent")
     rate, length = rates.pop(), lengths.pop()
-    estimates = estimator.estimates(track, sources, infos)
-    refs = torch.stack([track.read(s, infos[s]) for s in sources])
+    loaded = {s: track.read(s, infos[s]) for s in sources}  # read once: the estimator checks too
+    estimates = estimator.estimates(track, sources, infos, loaded)
+    refs = torch.stack([loaded[s] for s in sources])
+    del loaded
     ests = torch.stack([match_length(estimates[s].float().cpu(), length) for s in sources])
     try:
         scores = score(refs, ests, rate, config, device)
