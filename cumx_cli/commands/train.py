@@ -222,10 +222,12 @@ def train_command(
 
     out = resume if resume is not None else out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     display = _Display(config.epochs, state)
+    launch = _launch()
     with display.progress or contextlib.nullcontext():
         fit(config, root, out, resume=resume is not None, cache_dir=cache_root(cache_dir),
-            launch=_launch(), events=display, init_model=init_model)
-    state.info(f"done: {out / 'best.pt'} (cumx separate --model {out / 'best.pt'} ...)")
+            launch=launch, events=display, init_model=init_model)
+    if launch.rank == 0:  # the other processes of a torchrun launch wrote no run folder
+        state.info(f"done: {out / 'best.pt'} (cumx separate --model {out / 'best.pt'} ...)")
 
 
 #: ``train``'s parameter of each architecture field that ``--init`` takes from its model.
