@@ -96,3 +96,15 @@ def damage_estimate(path: Path, problem: str) -> None:
         sf.write(path, np.zeros(int(2.2 * RATE)) + 0.1, RATE)
     else:
         raise ValueError(problem)
+
+
+def karaoke_data(root: Path) -> Path:
+    """cumx's small synthetic data set (2 training, 1 validation, 1 test track of 3 s) in
+    ``root``, whose training tracks also hold ``accompaniment.wav`` = drums + bass + other."""
+    from cumx_cli.engine.data.synth import generate_synthetic_musdb
+
+    root = generate_synthetic_musdb(root, num_train=2, num_valid=1, num_test=1, seconds=3.0)
+    for folder in (root / "train").iterdir():
+        stems = [sf.read(folder / f"{s}.wav", dtype="float32")[0] for s in ("drums", "bass", "other")]
+        sf.write(folder / "accompaniment.wav", sum(stems), 44100, subtype="FLOAT")
+    return root

@@ -7,13 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 
-from cumx_cli.engine.data.synth import generate_synthetic_musdb
 from cumx_cli.engine.weights.resolver import load_model
 from tests.cli.helpers import TINY, cumx, show
 from tests.conftest import FIXTURES
 from tests.fake_zenodo import FakeZenodo
+from tests.synthetic_musdb import karaoke_data
 
 #: ``train`` options for a short run that set no size (the sizes come from ``--init``).
 SHORT = ["--seq-dur", "1", "--samples-per-track", "2", "--batch-size", "2", "--epochs", "1",
@@ -30,12 +29,7 @@ def _in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def karaoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small synthetic tracks (2 training, 1 validation, 1 test; 3 s) whose training tracks also
     hold ``accompaniment.wav`` = drums + bass + other."""
-    root = generate_synthetic_musdb(tmp_path_factory.mktemp("karaoke"), num_train=2,
-                                    num_valid=1, num_test=1, seconds=3.0)
-    for folder in (root / "train").iterdir():
-        stems = [sf.read(folder / f"{s}.wav", dtype="float32")[0] for s in ("drums", "bass", "other")]
-        sf.write(folder / "accompaniment.wav", sum(stems), 44100, subtype="FLOAT")
-    return root
+    return karaoke_data(tmp_path_factory.mktemp("karaoke"))
 
 
 def _separates_two_stems(karaoke: Path, model: Path) -> None:

@@ -8,11 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 import torch
 
 from cumx_cli.engine.config import ModelConfig, TrainConfig
-from cumx_cli.engine.data.synth import generate_synthetic_musdb
 from cumx_cli.engine.errors import ConfigError
 from cumx_cli.engine.model import CrossUMX
 from cumx_cli.engine.training import loop
@@ -26,6 +24,7 @@ from cumx_cli.engine.training.loop import fit
 from cumx_cli.engine.training.run_folder import load_run_config
 from cumx_cli.engine.weights.resolver import load_model
 from tests.conftest import random_model, tiny_config
+from tests.synthetic_musdb import karaoke_data
 
 FOUR = ("bass", "drums", "vocals", "other")
 KARAOKE = ("vocals", "accompaniment")
@@ -35,12 +34,7 @@ KARAOKE = ("vocals", "accompaniment")
 def karaoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small synthetic set (2 training, 1 validation track of 3 s) plus, in each track,
     ``accompaniment.wav`` = drums + bass + other."""
-    root = generate_synthetic_musdb(tmp_path_factory.mktemp("karaoke"), num_train=2,
-                                    num_valid=1, num_test=1, seconds=3.0)
-    for folder in (root / "train").iterdir():
-        stems = [sf.read(folder / f"{s}.wav", dtype="float32")[0] for s in ("drums", "bass", "other")]
-        sf.write(folder / "accompaniment.wav", sum(stems), 44100, subtype="FLOAT")
-    return root
+    return karaoke_data(tmp_path_factory.mktemp("karaoke"))
 
 
 def _tiny_run(model: ModelConfig, **overrides: object) -> TrainConfig:

@@ -77,16 +77,16 @@ def test_a_missing_stem_is_an_error_or_silence(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as caught:
         load(tmp_path, "vocals,drums")
     assert str(caught.value) == (
-        f"{tmp_path / 'train' / 'no-drums'}: no drums stem (drums.wav, .flac, ...); each track "
-        "folder needs one audio file per source, or read missing stems as silence "
-        "(silence_missing)")
+        f"{tmp_path / 'train' / 'no-drums'}: missing drums.wav (no drums stem in any audio "
+        "format); each track folder needs one audio file per source (--silence-missing reads "
+        "missing stems as silence)")
     data = load(tmp_path, "vocals,drums", silence_missing=True)
     lacking = data.train[1]
     assert lacking.name == "no-drums"
     assert torch.equal(lacking.read("drums", 0, 300), torch.zeros(2, 300))
     assert lacking.read("mixture").abs().max() > 0  # its mixture file
     track_folder(tmp_path / "train" / "nothing", {"piano": "wav"})
-    with pytest.raises(DatasetError, match=r"nothing: no vocals stem .*per source$"):
+    with pytest.raises(DatasetError, match=r"nothing: missing vocals.wav \(no vocals stem .*per source$"):
         load(tmp_path, "vocals,drums", silence_missing=True)  # silence for every source: no
 
 

@@ -36,7 +36,7 @@ def test_training_dataset_errors_name_what_is_wrong(tmp_path: Path, synthetic_mu
     for name in ("song", "tune"):
         (broken / "train" / name).mkdir(parents=True)
         sf.write(broken / "train" / name / "mixture.wav", np.zeros((100, 2)), 44100)
-    with pytest.raises(DatasetError, match=r"song: no bass stem \(bass.wav, .flac, ...\)"):
+    with pytest.raises(DatasetError, match=r"song: missing bass.wav \(no bass stem in any audio format\)"):
         load_tracks(broken, "train", ("bass",))
     with pytest.raises(DatasetError, match="no piano stem"):
         load_tracks(synthetic_musdb, "train", ("bass", "piano"))
@@ -96,5 +96,5 @@ def test_the_whole_data_set_is_checked_before_any_work(tmp_path: Path) -> None:
             sf.write(tmp_path / "train" / name / f"{f}.wav", np.zeros((100, 2)), 44100)
     (tmp_path / "split.json").write_text('{"valid": ["held"]}')
     for split in ("train", "valid"):
-        with pytest.raises(DatasetError, match=r"held: no bass stem"):
+        with pytest.raises(DatasetError, match=r"held: missing bass.wav"):
             load_tracks(tmp_path, split, ("bass",))  # type: ignore[arg-type]

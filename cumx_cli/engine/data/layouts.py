@@ -257,10 +257,10 @@ def _folder_track(folder: Path, name: str, sources: SourceList, config: DataConf
                            "one audio file per source")
     missing = [s for s in sources.stems if s not in files]
     if missing and (not config.silence_missing or len(missing) == len(sources.stems)):
-        raise DatasetError(f"{folder}: no {missing[0]} stem ({missing[0]}.wav, .flac, ...); "
-                           f"each track folder needs one audio file per source"
+        raise DatasetError(f"{folder}: missing {missing[0]}.wav (no {missing[0]} stem in any "
+                           "audio format); each track folder needs one audio file per source"
                            + ("" if config.silence_missing else
-                              ", or read missing stems as silence (silence_missing)"))
+                              " (--silence-missing reads missing stems as silence)"))
     parts = {s: tuple(StemFile(files[p]) for p in sources.recipe(s) if p in files)
              for s in sources.names}
     if MIXTURE in files:
