@@ -31,6 +31,9 @@ VIDEO_SUFFIXES = frozenset({
 })
 #: Suffixes searched for when a folder is given as input (case-insensitive).
 AUDIO_SUFFIXES = SNDFILE_SUFFIXES | FFMPEG_AUDIO_SUFFIXES
+#: Suffixes read as stems in a training data set: the audio ones, and ``.mp4`` (stems exported
+#: as AAC in MP4; MUSDB18's ``.stem.mp4`` files are recognised before this list is consulted).
+DATASET_SUFFIXES = AUDIO_SUFFIXES | {".mp4"}
 
 #: ``--format`` values, in the order the help lists them.
 WRITE_FORMATS = ("wav", "flac", "mp3", "ogg", "opus", "m4a")

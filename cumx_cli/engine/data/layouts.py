@@ -4,9 +4,9 @@ Layouts under ``ROOT`` (``DataConfig.layout``; ``auto`` picks one from what ``RO
 holds):
 
 * ``tracks``: ``ROOT/train/<track>/<stem>.<ext>``, one audio file per stem in any format the
-  decoder reads (:data:`AUDIO_SUFFIXES`), and optionally ``mixture.<ext>``. Without a mixture
-  file the mixture is the sum of every stem file of the folder (all of them, not only those
-  trained on: what a real mixture would hold). A stem a track lacks is an error naming it, or
+  decoder reads (``audio.formats.DATASET_SUFFIXES``), and optionally ``mixture.<ext>``. Without
+  a mixture file the mixture is the sum of every stem file of the folder (all of them, not only
+  those trained on: what a real mixture would hold). A stem a track lacks is an error naming it, or
   silence with ``DataConfig.silence_missing``. MUSDB18-HQ is this layout.
 * MUSDB18's ``ROOT/train/<track>.stem.mp4`` (five AAC streams, :mod:`.musdb`), chosen whenever
   ``ROOT/train`` holds such files (``tracks`` and ``auto`` alike).
@@ -39,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cumx_cli.engine.audio.formats import DATASET_SUFFIXES
 from cumx_cli.engine.audio.io import AudioInfo, count_audio_streams, probe
 from cumx_cli.engine.config import DataConfig
 from cumx_cli.engine.data.musdb import (
@@ -52,10 +53,6 @@ from cumx_cli.engine.data.sources import SourceList
 from cumx_cli.engine.data.track import MIXTURE, StemFile, Track
 from cumx_cli.engine.errors import AudioIOError, DatasetError
 
-#: File suffixes read as audio in a data set (lower case); other files (notes, images, hidden
-#: files) are ignored. A ``.stem.mp4`` is MUSDB18's layout, not a stem.
-AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac",
-                                   ".aif", ".aiff", ".wma", ".wv", ".mp4")
 _SUFFIX_HINT = "(.wav, .flac, .mp3, ...)"
 
 
@@ -80,7 +77,7 @@ class TrainingData:
 
 
 def _is_audio(path: Path) -> bool:
-    return (path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".")
+    return (path.suffix.lower() in DATASET_SUFFIXES and not path.name.startswith(".")
             and not is_stem_file(path) and path.is_file())
 
 

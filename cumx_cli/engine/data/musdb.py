@@ -37,6 +37,7 @@ from cumx_cli.engine.audio.io import (
     read_excerpt,
 )
 from cumx_cli.engine.data.track import Track as Track  # re-exported: the type of load_tracks
+from cumx_cli.engine.data.track import as_musdb_samples
 from cumx_cli.engine.errors import DatasetError
 
 Split = Literal["train", "valid", "test"]
@@ -138,7 +139,7 @@ class TrackFolder:
         (``s16le``, what ffmpeg's float to int16 conversion does). Wav samples as they are."""
         if self.stem_file is None:
             return samples
-        return samples.mul(32768.0).round_().clamp_(-32768.0, 32767.0).div_(32768.0)
+        return as_musdb_samples(samples)
 
 
 def is_track_folder(folder: Path) -> bool:

@@ -48,9 +48,13 @@ class StemFile:
             returns: (channel, frames) float32
         """
         data = read_excerpt(self.path, start, frames, stream=self.stream)
-        if self.rounded:
-            data = data.mul(32768.0).round_().clamp_(-32768.0, 32767.0).div_(32768.0)
-        return data
+        return as_musdb_samples(data) if self.rounded else data
+
+
+def as_musdb_samples(samples: torch.Tensor) -> torch.Tensor:
+    """Decoded MUSDB18 samples as musdb gives them (a new tensor): rounded to 16 bits and
+    clipped at full scale (``s16le``, what ffmpeg's float to int16 conversion does)."""
+    return samples.mul(32768.0).round_().clamp_(-32768.0, 32767.0).div_(32768.0)
 
 
 @dataclass
