@@ -53,6 +53,19 @@ def test_integer_output_is_clamped_not_wrapped(tmp_path: Path) -> None:
     assert y[0, 1] > 0.99 and y[0, 2] <= -0.99
 
 
+def test_float_wav_has_no_timestamped_peak_chunk(tmp_path: Path) -> None:
+    """libsndfile's PEAK chunk holds the wall-clock second of the write, so two writes of the same
+    stems differed by a byte whenever a second boundary fell between them (a data-set generator's
+    "same seed, same files" test failed that way under load). Without it the bytes are the
+    samples' alone: a header of RIFF, fmt, fact and data chunks, then the float samples."""
+    frames = music(0.5)
+    write_audio(tmp_path / "a.wav", torch.from_numpy(frames.T), 44100)
+    raw = (tmp_path / "a.wav").read_bytes()
+    assert b"PEAK" not in raw
+    assert raw[-frames.size * 4:] == frames.astype("<f4").tobytes()
+    assert torch.equal(read_audio(tmp_path / "a.wav")[0], torch.from_numpy(frames.T))
+
+
 def test_int16_conversion_is_libsndfiles_and_the_same_in_every_container(tmp_path: Path) -> None:
     """Our vectorised float -> int16 equals libsndfile's own WAV conversion sample for sample,
     including values on and next to the rounding boundaries, and FLAC stores the same codes."""

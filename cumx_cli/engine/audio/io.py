@@ -38,6 +38,8 @@ _SUBTYPES: dict[tuple[str, str], str] = {
     ("flac", "int24"): "PCM_24",
 }
 _CONTAINERS = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3"}
+#: libsndfile's ``SFC_SET_ADD_PEAK_CHUNK`` (sndfile.h); soundfile has no public call for it.
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
 _SHOULD_BE = re.compile(r"^data\s*:\s*\d+\s*\(should be", re.MULTILINE)
 
 
@@ -240,8 +242,10 @@ class AudioWriter:
     ``tags`` (title, artist, album) go where the format keeps them (WAV INFO, FLAC comments).
 
     Integer formats are always clamped to [-1, 1] before encoding: libsndfile would otherwise
-    wrap out-of-range floats around. Use as a context manager: leaving it without
-    :meth:`commit` (an error) deletes the temporary file.
+    wrap out-of-range floats around. Float WAV files get no PEAK chunk: libsndfile stamps it
+    with the wall-clock second, so the same samples written a second apart differed in a byte;
+    without it the same stems are the same file (checksums, ``make``). Use as a context
+    manager: leaving it without :meth:`commit` (an error) deletes the temporary file.
     """
 
     def __init__(self, final: Path, sample_rate: int, channels: int, fmt: OutputFormat,
@@ -254,6 +258,8 @@ class AudioWriter:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
                                       subtype=subtype_for(fmt, dtype), format=_CONTAINERS[fmt])
+            if fmt == "wav":
+                _no_peak_chunk(self._file)
             for key in ("title", "artist", "album"):  # WAV INFO chunk, FLAC Vorbis comments
                 if tags and tags.get(key):
                     setattr(self._file, key, tags[key])
@@ -308,6 +314,15 @@ class AudioWriter:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is not None or not self._file.closed:
             self.abort()
+
+
+def _no_peak_chunk(file: sf.SoundFile) -> None:
+    """Ask libsndfile not to write a PEAK chunk (before any sample is written). Through
+    soundfile's cffi handle, as its own compression-level setter does; where a soundfile version
+    lacks that handle the file keeps its chunk, which only costs reproducibility."""
+    snd, handle = getattr(sf, "_snd", None), getattr(file, "_file", None)
+    if snd is not None and handle is not None:
+        snd.sf_command(handle, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
 
 
 def _write_failure(exc: Exception, path: Path) -> str:
