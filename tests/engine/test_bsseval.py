@@ -12,6 +12,7 @@ from cumx_cli.engine.evaluation.bsseval import (
     bss_eval_v4,
     lagged_correlations,
     num_frames,
+    solve_block_toeplitz,
     solve_gram,
 )
 from tests.synthetic_musdb import estimates, museval_metrics, sources
@@ -62,6 +63,7 @@ def test_museval_settings_with_silent_passages_good_and_poor_estimates() -> None
     (2, 1, 20000, 4000, 4000),    # mono, two sources
     (3, 2, 20011, 4000, 3000),    # overlapping frames, ragged end (dropped, as museval does)
     (2, 2, 3000, 4000, 4000),     # shorter than one window: one frame, the whole signal
+    (2, 2, 2000, 40, 30),         # frames shorter than the filters, overlapping
 ])
 def test_shapes_and_framing_match_museval(num_sources: int, num_channels: int, length: int,
                                           window: int, hop: int) -> None:
@@ -130,3 +132,40 @@ def test_solve_gram_equals_lu_and_falls_back_when_indefinite() -> None:
     sym = sym + sym.mT  # symmetric but indefinite: no Cholesky factor exists
     rhs = torch.randn(600, 3, dtype=torch.float64, generator=gen)
     torch.testing.assert_close(solve_gram(sym, rhs), torch.linalg.solve(sym, rhs))
+
+
+def _block_toeplitz(blocks: np.ndarray) -> np.ndarray:
+    """The dense matrix whose block (m, n) is blocks[m - n] (its transpose above the diagonal),
+    built entry by entry."""
+    taps, c, _ = blocks.shape
+    dense = np.zeros((taps * c, taps * c))
+    for m in range(taps):
+        for n in range(taps):
+            block = blocks[m - n] if m >= n else blocks[n - m].T
+            dense[m * c : (m + 1) * c, n * c : (n + 1) * c] = block
+    return dense
+
+
+def test_block_levinson_equals_the_dense_solve_and_gives_up_when_indefinite() -> None:
+    """The Toeplitz recursion against numpy's dense solve of the same matrix (plus eps I), for
+    the correlations of a 3-channel signal (positive definite), batched and not; and ``None``
+    for a symmetric block-Toeplitz matrix that is not positive definite."""
+    rng = np.random.default_rng(0)
+    taps, c = 40, 3
+    signal = rng.standard_normal((c, 5000))
+    signal[1] += 0.9 * np.roll(signal[0], 3)  # correlated channels, at a delay
+    blocks = np.stack([signal[:, : 5000 - k] @ signal[:, k:].T for k in range(taps)])
+    rhs = rng.standard_normal((taps, c, 4))
+    dense = _block_toeplitz(blocks) + np.finfo(np.float64).eps * np.eye(taps * c)
+    expected = np.linalg.solve(dense, rhs.reshape(taps * c, 4)).reshape(taps, c, 4)
+    got = solve_block_toeplitz(blocks, rhs)
+    assert got is not None
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    batched = solve_block_toeplitz(np.stack([blocks, 2 * blocks]), np.stack([rhs, rhs]))
+    assert batched is not None
+    np.testing.assert_allclose(batched[0], expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(batched[1], expected / 2, rtol=1e-9, atol=1e-12)
+    indefinite = blocks.copy()
+    indefinite[1] = 2 * blocks[0]  # |R(1)| > R(0): no correlation sequence, not definite
+    assert np.linalg.eigvalsh(_block_toeplitz(indefinite)).min() < 0
+    assert solve_block_toeplitz(indefinite, rhs) is None

@@ -13,12 +13,15 @@ tensor operation instead of Python loops over sources, channels and frames:
 2. The distortion filters, computed once for the whole signal: one linear solve with the
    reference Gram matrix ``G`` (every source, channel and delay) for all estimates at once, and
    one small batched solve per source for the spatial-distortion filters. ``G + eps * I`` with
-   ``eps`` the float64 machine epsilon, as museval does.
+   ``eps`` the float64 machine epsilon, as museval does. ``G`` is block Toeplitz (museval builds
+   it from ``scipy.linalg.toeplitz`` blocks), so the solves are block Levinson recursions, in
+   numpy on the CPU, with the dense solve kept for matrices the recursion finds indefinite.
 3. Per frame, the frame's references are filtered (FFT convolution, full length
    ``frame + filters_len - 1``, exactly like museval's ``_project``), and the four energy
    ratios are computed from the projections.
 
-Everything runs in float64, on any device torch has (CUDA when the caller asks for it).
+Everything runs in float64, on any device torch has (CUDA when the caller asks for it), except
+the Levinson recursions of step 2, which run in numpy on matrices of a few hundred kB.
 A frame in which any reference or any estimate is silent (the channel sum is zero at every
 sample, museval's test) is NaN for every source, and a zero denominator gives ``+inf``, as in
 museval.
@@ -30,6 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from cumx_cli.engine.errors import EvaluationError
@@ -207,22 +211,111 @@ def distortion_filters(ref: torch.Tensor, est: torch.Tensor,
     # Gram matrix of the delayed references: G[(a, m), (b, n)] = <s_a delayed m, s_b delayed n>,
     # which is the correlation of a and b at lag m - n.
     # G[a, m, b, n] = r_ab[m - n + taps - 1]: a Hankel view (m + n') flipped on its last axis.
-    rr = corr[:, :sc].contiguous()
-    hankel = rr.as_strided((sc, taps, sc, taps), (rr.stride(0), 1, rr.stride(1), 1))
-    gram = hankel.flip(-1).reshape(sc * taps, sc * taps)
-    # D[(a, l), (k, c)] = <s_a delayed l, estimate channel (k, c)>: lags 0 .. taps - 1.
-    target = corr[:, sc:, taps - 1 :].permute(0, 2, 1).reshape(sc * taps, sc)
-    solved = solve_gram(gram, target)  # museval: (G + eps I) C = D; ((a, l), (k, c))
-    filters_all = solved.reshape(sc, taps, num_sources, num_channels).permute(2, 3, 0, 1)
+    # Blocks of the Gram matrix of the delayed references, ordered (delay, channel): block
+    # (m, n) is R(m - n), R(k)[a, b] = <s_a, s_b delayed k>, the correlation at lag k; R(-k) =
+    # R(k)^T. D[(a, l), (k, c)] = <s_a delayed l, estimate channel (k, c)>: lags 0 .. taps - 1.
+    blocks = corr[:, :sc, taps - 1 :].permute(2, 0, 1)  # (delay, a, b)
+    rhs = corr[:, sc:, taps - 1 :].permute(2, 0, 1)  # (delay, a, (k, c))
+    own = torch.arange(num_sources, device=ref.device)
+    own_channels = (own[:, None] * num_channels + torch.arange(num_channels, device=ref.device))
+    pick = (slice(None), own_channels[:, :, None], own_channels[:, None, :])
+    blocks_own = blocks[pick].permute(1, 0, 2, 3)  # (k, delay, d, d')
+    rhs_own = rhs[pick].permute(1, 0, 2, 3)  # (k, delay, d, c)
+    solved = _toeplitz_or_dense(blocks, rhs)  # museval: (G + eps I) C = D
+    solved_own = _toeplitz_or_dense(blocks_own, rhs_own)  # the same with source k's channels only
+    # (delay, (a = s, d), (k, c)) -> (k, c, (s, d), delay); (k, delay, d, c) -> (k, c, d, delay)
+    filters_all = solved.reshape(taps, sc, num_sources, num_channels).permute(2, 3, 1, 0)
+    filters_own = solved_own.permute(0, 3, 2, 1)
+    return filters_all.contiguous(), filters_own.contiguous()
 
-    block = num_channels * taps
-    gram_own = torch.diagonal(gram.view(num_sources, block, num_sources, block), dim1=0, dim2=2)
-    gram_own = gram_own.permute(2, 0, 1).contiguous()  # (k, (d, l), (d', l'))
-    target_own = torch.diagonal(target.view(num_sources, block, num_sources, num_channels),
-                                dim1=0, dim2=2).permute(2, 0, 1).contiguous()
-    solved_own = solve_gram(gram_own, target_own)  # (k, (d, l), c)
-    filters_own = solved_own.reshape(num_sources, num_channels, taps, num_channels)
-    return filters_all.contiguous(), filters_own.permute(0, 3, 1, 2).contiguous()
+
+def _toeplitz_or_dense(blocks: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """:func:`solve_block_toeplitz`, on the CPU in numpy (hundreds of tiny steps: the
+    per-call cost of torch, and of a GPU launch, would dominate), and where it gives up the
+    dense :func:`solve_gram` of the same matrix on the tensors' device, as before.
+
+    Shapes: blocks (..., taps, c, c), rhs (..., taps, c, q); returns (..., taps, c, q).
+    """
+    solved = solve_block_toeplitz(blocks.cpu().numpy(), rhs.cpu().numpy())
+    if solved is not None:
+        return torch.from_numpy(solved).to(blocks.device)
+    *batch, taps, c, q = rhs.shape
+    # The dense matrix, ordered (delay, channel): G[(m, a), (n, b)] = R(m - n)[a, b].
+    lag = torch.arange(taps, device=blocks.device)
+    diff = lag[:, None] - lag[None, :]
+    dense = blocks[..., diff.abs(), :, :]  # (..., m, n, a, b), R(|m - n|)
+    dense = torch.where((diff < 0)[:, :, None, None], dense.transpose(-1, -2), dense)
+    gram = dense.transpose(-3, -2).reshape(*batch, taps * c, taps * c)
+    return solve_gram(gram, rhs.reshape(*batch, taps * c, q)).reshape(*batch, taps, c, q)
+
+
+def solve_block_toeplitz(blocks: np.ndarray, rhs: np.ndarray,
+                         eps: float = EPS) -> np.ndarray | None:
+    """Solve ``(G + eps I) x = rhs`` for a symmetric block-Toeplitz ``G`` by the block Levinson
+    recursion (Wiggins and Robinson's multichannel form), or return ``None`` where it meets a
+    prediction-error matrix that is numerically not positive definite, or a singular one.
+
+    ``G``'s block ``(m, n)`` is ``blocks[m - n]`` for ``m >= n`` and its transpose otherwise.
+    museval's Gram matrix of the delayed references is such a matrix with its rows and columns
+    ordered (channel, delay); museval solves it densely (``numpy.linalg.solve``). The recursion
+    needs ``O(taps^2 c^3)`` arithmetic instead of the ``O(taps^3 c^3)`` of factorising the
+    dense matrix (0.15 s against 0.6 s for the 4096 x 4096 matrix of four stereo sources and
+    512 taps, on 2 CPU cores) and agrees with the dense solve to rounding (tested): about
+    1e-9 relative on real music, the size of the difference between LU and Cholesky there.
+
+    ``G + eps I`` is positive definite exactly when every backward prediction-error matrix of
+    the recursion (the Schur complement of each leading block) is, which one batched Cholesky
+    factorisation checks at the end.
+
+    Shapes:
+        blocks: (..., taps, c, c) float64
+        rhs: (..., taps, c, q) float64
+        returns: (..., taps, c, q)
+    """
+    *batch, taps, c, _ = blocks.shape
+    q = rhs.shape[-1]
+    eye = np.eye(c)
+    r0 = blocks[..., 0, :, :] + eps * eye
+    # Block rows as wide matrices: ``ahead`` holds R(taps - 1), ..., R(1), R(0), so that the
+    # n blocks before the last are R(n) ... R(1); ``behind`` holds R(1)^T, R(2)^T, ...
+    ahead = np.ascontiguousarray(np.swapaxes(blocks[..., ::-1, :, :], -3, -2))
+    ahead = ahead.reshape(*batch, c, taps * c)
+    behind = np.ascontiguousarray(np.swapaxes(np.swapaxes(blocks[..., 1:, :, :], -1, -2), -3, -2))
+    behind = behind.reshape(*batch, c, (taps - 1) * c)
+    y = rhs.reshape(*batch, taps * c, q)
+    # The forward predictor [I; f_1; ...] and the solution side by side (one product gives
+    # both of their errors); the backward predictor [...; b_1; I] kept aligned to the end of
+    # its buffer, so that prepending a zero block costs nothing.
+    fx = np.zeros((*batch, taps * c, c + q))
+    back = np.zeros((*batch, taps * c, c))
+    fx[..., :c, :c] = eye
+    back[..., (taps - 1) * c :, :] = eye
+    fwd_err, bwd_err = r0.copy(), r0.copy()
+    schur = np.empty((*batch, taps, c, c))
+    schur[..., 0, :, :] = r0
+    try:
+        fx[..., :c, c:] = np.linalg.solve(r0, rhs[..., 0, :, :])
+        for n in range(1, taps):
+            row = ahead[..., (taps - 1 - n) * c : (taps - 1) * c]
+            b_n = back[..., (taps - n) * c :, :]
+            errors = row @ fx[..., : n * c, :]  # the new bottom block of [f; 0] and of [x; 0]
+            delta_f, epsilon = errors[..., :c], errors[..., c:]
+            delta_b = behind[..., : n * c] @ b_n  # the new top block of [0; b]
+            alpha = np.linalg.solve(bwd_err, delta_f)
+            beta = np.linalg.solve(fwd_err, delta_b)
+            from_f = fx[..., : n * c, :c] @ beta
+            fx[..., c : (n + 1) * c, :c] -= b_n @ alpha
+            back[..., (taps - n - 1) * c : (taps - 1) * c, :] -= from_f
+            fwd_err = fwd_err - delta_b @ alpha
+            bwd_err = bwd_err - delta_f @ beta
+            schur[..., n, :, :] = bwd_err
+            gamma = np.linalg.solve(bwd_err, y[..., n * c : (n + 1) * c, :] - epsilon)
+            fx[..., : (n + 1) * c, c:] += back[..., (taps - n - 1) * c :, :] @ gamma
+        np.linalg.cholesky(schur)
+    except np.linalg.LinAlgError:
+        return None
+    solved = fx[..., c:].reshape(*batch, taps, c, q)
+    return solved if bool(np.isfinite(solved).all()) else None
 
 
 #: Block size of :func:`_blocked_cholesky` (the trailing updates are matrix products; 512 was
