@@ -151,6 +151,7 @@ def eval_command(
         what = f"model {model}"
     state.info(f"scoring {what} on {len(selected)} {subset.value} track(s) with the "
                f"{backend.value} backend on {eval_device}: {', '.join(sources)} -> {out}")
+    report.preload_plotting()
     results = runner.evaluate_tracks(selected, sources, estimator, out, config, force=force,
                                      device=eval_device, events=_CliEvents(len(selected), state))
     failed = sum(r.status == "error" for r in results)

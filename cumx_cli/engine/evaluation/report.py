@@ -22,10 +22,12 @@ box plot PNG per source (needs matplotlib, an optional dependency: ``pip install
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -306,6 +308,22 @@ def write_reports(summary: Summary, out_dir: Path, published: Published | None =
     write_atomic(paths["json"], json.dumps(data, indent=2, allow_nan=True) + "\n")
     write_atomic(paths["csv"], scores_csv(summary))
     return paths
+
+
+def preload_plotting() -> threading.Thread:
+    """Import what :func:`write_boxplots` draws with (matplotlib, about 1 s of imports) on a
+    background thread, while the tracks are scored: BSSEval spends its time in torch and numpy
+    calls that release the GIL, so the import costs the run almost nothing. An import error is
+    left for :func:`write_boxplots` to report."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            import matplotlib.backends.backend_agg  # noqa: F401 - what savefig draws PNGs with
+            import matplotlib.figure  # noqa: F401
+
+    thread = threading.Thread(target=load, name="cumx-preload-matplotlib", daemon=True)
+    thread.start()
+    return thread
 
 
 class PlotsUnavailable(EvaluationError):
