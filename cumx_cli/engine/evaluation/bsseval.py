@@ -209,15 +209,12 @@ def distortion_filters(ref: torch.Tensor, est: torch.Tensor,
     padded = _padded_for_blocks([ref.reshape(sc, length), est.reshape(sc, length)], taps - 1)
     corr = _correlate_padded(padded, sc, length, taps - 1)
     # Gram matrix of the delayed references: G[(a, m), (b, n)] = <s_a delayed m, s_b delayed n>,
-    # which is the correlation of a and b at lag m - n.
-    # G[a, m, b, n] = r_ab[m - n + taps - 1]: a Hankel view (m + n') flipped on its last axis.
-    # Blocks of the Gram matrix of the delayed references, ordered (delay, channel): block
-    # (m, n) is R(m - n), R(k)[a, b] = <s_a, s_b delayed k>, the correlation at lag k; R(-k) =
-    # R(k)^T. D[(a, l), (k, c)] = <s_a delayed l, estimate channel (k, c)>: lags 0 .. taps - 1.
+    # the correlation of a and b at lag m - n. Taken as blocks ordered (delay, channel): block
+    # (m, n) is R(m - n), R(k)[a, b] = <s_a, s_b delayed k>; R(-k) = R(k)^T.
+    # D[(a, l), (k, c)] = <s_a delayed l, estimate channel (k, c)>: lags 0 .. taps - 1.
     blocks = corr[:, :sc, taps - 1 :].permute(2, 0, 1)  # (delay, a, b)
     rhs = corr[:, sc:, taps - 1 :].permute(2, 0, 1)  # (delay, a, (k, c))
-    own = torch.arange(num_sources, device=ref.device)
-    own_channels = (own[:, None] * num_channels + torch.arange(num_channels, device=ref.device))
+    own_channels = torch.arange(sc, device=ref.device).view(num_sources, num_channels)
     pick = (slice(None), own_channels[:, :, None], own_channels[:, None, :])
     blocks_own = blocks[pick].permute(1, 0, 2, 3)  # (k, delay, d, d')
     rhs_own = rhs[pick].permute(1, 0, 2, 3)  # (k, delay, d, c)
@@ -290,7 +287,7 @@ def solve_block_toeplitz(blocks: np.ndarray, rhs: np.ndarray,
     back = np.zeros((*batch, taps * c, c))
     fx[..., :c, :c] = eye
     back[..., (taps - 1) * c :, :] = eye
-    fwd_err, bwd_err = r0.copy(), r0.copy()
+    fwd_err = bwd_err = r0  # each update below makes a new array
     schur = np.empty((*batch, taps, c, c))
     schur[..., 0, :, :] = r0
     try:
