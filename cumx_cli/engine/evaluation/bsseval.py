@@ -111,13 +111,22 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, *, window: in
     check_shape(estimates, ("source", "channel", "time"), source=references.shape[0],
                 channel=references.shape[1], time=references.shape[2])
     device = device or references.device
-    ref = references.to(device, torch.float64)
-    est = estimates.to(device, torch.float64)
+    num_sources, num_channels, length = references.shape
+    sc = num_sources * num_channels
+    # One float64 copy of the inputs, already padded for the correlations of step 1; the
+    # references and estimates of steps 2 and 3 are views of it.
+    padded = _padded_for_blocks([references.reshape(sc, length), estimates.reshape(sc, length)],
+                                filters_len - 1, dtype=torch.float64, device=device)
+    signals = padded[:, filters_len - 1 : filters_len - 1 + length]
+    ref = signals[:sc].view(num_sources, num_channels, length)
+    est = signals[sc:].view(num_sources, num_channels, length)
     for kind, x in (("reference", ref), ("estimate", est)):
         silent = _silent(x)
         if bool(silent.any()):
             raise SilentSourceError(kind, int(silent.nonzero()[0]))
-    filters_all, filters_own = distortion_filters(ref, est, filters_len)
+    filters_all, filters_own = _filters_from_padded(padded, num_sources, num_channels, length,
+                                                    filters_len)
+    del padded, signals  # the views ref and est keep the buffer alive
     return _framewise_scores(ref, est, filters_all, filters_own, window, hop, frames_per_batch)
 
 
@@ -148,9 +157,12 @@ def _block_geometry(length: int, max_lag: int) -> tuple[int, int, int]:
     return size, step, -(-length // step)
 
 
-def _padded_for_blocks(groups: Sequence[torch.Tensor], max_lag: int) -> torch.Tensor:
+def _padded_for_blocks(groups: Sequence[torch.Tensor], max_lag: int,
+                       dtype: torch.dtype | None = None,
+                       device: torch.device | None = None) -> torch.Tensor:
     """The signals of all groups, one per row, with ``max_lag`` zeros in front and enough behind
-    for whole blocks: a single copy of each signal.
+    for whole blocks: a single copy of each signal, converted to ``dtype`` on ``device`` as it
+    is copied (default: those of the first group).
 
     Shapes:
         groups: each (signal, time), same time; returns (all signals, padded time)
@@ -158,8 +170,10 @@ def _padded_for_blocks(groups: Sequence[torch.Tensor], max_lag: int) -> torch.Te
     length = groups[0].shape[-1]
     size, step, blocks = _block_geometry(length, max_lag)
     rows = sum(g.shape[0] for g in groups)
-    out = torch.zeros(rows, (blocks - 1) * step + size, dtype=groups[0].dtype,
-                      device=groups[0].device)
+    out = torch.empty(rows, (blocks - 1) * step + size, dtype=dtype or groups[0].dtype,
+                      device=device or groups[0].device)
+    out[:, :max_lag] = 0  # only the padding is cleared: the signals overwrite the rest
+    out[:, max_lag + length :] = 0
     row = 0
     for group in groups:
         out[row : row + group.shape[0], max_lag : max_lag + length] = group
@@ -203,10 +217,18 @@ def distortion_filters(ref: torch.Tensor, est: torch.Tensor,
         returns: filters_all (source, channel, source * channel, filters_len),
                  filters_own (source, channel, channel, filters_len)
     """
-    num_sources, num_channels, _ = ref.shape
+    num_sources, num_channels, length = ref.shape
+    sc = num_sources * num_channels
+    padded = _padded_for_blocks([ref.reshape(sc, length), est.reshape(sc, length)],
+                                filters_len - 1)
+    return _filters_from_padded(padded, num_sources, num_channels, length, filters_len)
+
+
+def _filters_from_padded(padded: torch.Tensor, num_sources: int, num_channels: int, length: int,
+                         filters_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`distortion_filters` of the references and estimates held, one channel per row
+    (references first), in ``padded`` (:func:`_padded_for_blocks` with ``filters_len - 1``)."""
     sc, taps = num_sources * num_channels, filters_len
-    length = ref.shape[-1]
-    padded = _padded_for_blocks([ref.reshape(sc, length), est.reshape(sc, length)], taps - 1)
     corr = _correlate_padded(padded, sc, length, taps - 1)
     # Gram matrix of the delayed references: G[(a, m), (b, n)] = <s_a delayed m, s_b delayed n>,
     # the correlation of a and b at lag m - n. Taken as blocks ordered (delay, channel): block
@@ -214,7 +236,7 @@ def distortion_filters(ref: torch.Tensor, est: torch.Tensor,
     # D[(a, l), (k, c)] = <s_a delayed l, estimate channel (k, c)>: lags 0 .. taps - 1.
     blocks = corr[:, :sc, taps - 1 :].permute(2, 0, 1)  # (delay, a, b)
     rhs = corr[:, sc:, taps - 1 :].permute(2, 0, 1)  # (delay, a, (k, c))
-    own_channels = torch.arange(sc, device=ref.device).view(num_sources, num_channels)
+    own_channels = torch.arange(sc, device=padded.device).view(num_sources, num_channels)
     pick = (slice(None), own_channels[:, :, None], own_channels[:, None, :])
     blocks_own = blocks[pick].permute(1, 0, 2, 3)  # (k, delay, d, d')
     rhs_own = rhs[pick].permute(1, 0, 2, 3)  # (k, delay, d, c)
