@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -194,3 +196,79 @@ def test_each_reference_is_decoded_once_per_track(musdb_hq: Dataset, tmp_path: P
                                      tmp_path / "out", QUICK)
     assert [r.status for r in results] == ["scored"]
     assert sorted(reads) == sorted(("A - One", s) for s in SOURCES)
+
+
+class _RecordingFolder(EstimatesFolder):
+    """An estimates folder that notes which thread read each track's estimates."""
+
+    def __init__(self, folder: Path, reads_files: bool) -> None:
+        super().__init__(folder, 0.1)
+        self.reads_files = reads_files
+        self.readers: list[tuple[str, str]] = []
+
+    def estimates(self, track: TrackFolder, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        self.readers.append((track.name, threading.current_thread().name))
+        return super().estimates(track, *args, **kwargs)
+
+
+def test_the_next_track_is_read_ahead_with_the_same_scores_and_errors(
+        musdb_hq: Dataset, tmp_path: Path) -> None:
+    root, stems = musdb_hq
+    write_estimates(tmp_path / "est", stems)
+    damage_estimate(tmp_path / "est" / "B - Two" / "bass.wav", "length")  # fails on the worker
+    tracks = find_tracks(root, "test")
+    ahead, in_turn = _RecordingFolder(tmp_path / "est", True), _RecordingFolder(tmp_path / "est", False)
+    got = runner.evaluate_tracks(tracks, SOURCES, ahead, tmp_path / "a", QUICK)
+    want = runner.evaluate_tracks(tracks, SOURCES, in_turn, tmp_path / "b", QUICK)
+    assert [r.status for r in got] == [r.status for r in want] == ["scored", "error"]
+    assert got[0].frames == want[0].frames and got[0].global_sdr == want[0].global_sdr
+    assert got[1].error == want[1].error and "bass.wav has" in (got[1].error or "")
+    main = threading.current_thread().name
+    assert in_turn.readers == [("A - One", main), ("B - Two", main)]
+    assert ahead.readers[0] == ("A - One", main)
+    assert ahead.readers[1][0] == "B - Two" and ahead.readers[1][1].startswith("cumx-eval-read")
+
+
+def test_tracks_scored_already_are_not_read_ahead(musdb_hq: Dataset, tmp_path: Path) -> None:
+    root, stems = musdb_hq
+    write_estimates(tmp_path / "est", stems)
+    tracks = find_tracks(root, "test")
+    runner.evaluate_tracks(tracks, SOURCES, _RecordingFolder(tmp_path / "est", True),
+                           tmp_path / "out", QUICK)
+    (tmp_path / "out" / "test" / "A - One.json").unlink()
+    again = _RecordingFolder(tmp_path / "est", True)
+    results = runner.evaluate_tracks(tracks, SOURCES, again, tmp_path / "out", QUICK)
+    assert [r.status for r in results] == ["scored", "skipped"]
+    assert [name for name, _ in again.readers] == ["A - One"]
+
+
+def test_scoring_is_announced_only_for_tracks_that_are_scored(musdb_hq: Dataset,
+                                                               tmp_path: Path) -> None:
+    root, stems = musdb_hq
+    write_estimates(tmp_path / "est", stems)
+    tracks = find_tracks(root, "test")
+    est = EstimatesFolder(tmp_path / "est", 0.1)
+    seen: list[tuple[str, str]] = []
+
+    class Events:
+        def track_started(self, track: TrackFolder) -> None:
+            seen.append(("started", track.name))
+
+        def track_scoring(self, track: TrackFolder) -> None:
+            seen.append(("scoring", track.name))
+
+        def track_finished(self, result: runner.TrackResult) -> None:
+            seen.append((result.status, result.track))
+
+        def track_warning(self, track: TrackFolder, message: str) -> None:
+            seen.append(("warning", track.name))
+
+    runner.evaluate_tracks(tracks[:1], SOURCES, est, tmp_path / "out", QUICK)  # A is reused
+    damage_estimate(tmp_path / "est" / "B - Two" / "bass.wav", "missing")
+    runner.evaluate_tracks(tracks, SOURCES, est, tmp_path / "out", QUICK, events=Events())
+    assert seen == [("started", "A - One"), ("skipped", "A - One"),
+                    ("started", "B - Two"), ("error", "B - Two")]
+    seen.clear()
+    runner.evaluate_tracks(tracks[:1], SOURCES, est, tmp_path / "out", QUICK, force=True,
+                           events=Events())
+    assert seen == [("started", "A - One"), ("scoring", "A - One"), ("scored", "A - One")]

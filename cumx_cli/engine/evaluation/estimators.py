@@ -74,6 +74,9 @@ class EstimatesFolder:
             (``EvalConfig.max_length_mismatch_seconds``).
     """
 
+    #: Its estimates are read from disk: the runner reads the next track ahead on a thread.
+    reads_files = True
+
     def __init__(self, folder: Path, max_mismatch_seconds: float) -> None:
         self.folder = folder
         self.max_mismatch_seconds = max_mismatch_seconds

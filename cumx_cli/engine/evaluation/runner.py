@@ -23,6 +23,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -159,9 +160,25 @@ def _reference_infos(track: TrackFolder, sources: Sequence[str]) -> dict[str, Au
     return infos
 
 
-def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estimator,
-                   config: EvalConfig, device: torch.device | None = None) -> TrackScores:
-    """Score one track's estimates, and check them for a constant lag (scores unchanged)."""
+@dataclass(frozen=True)
+class TrackInputs:
+    """What one track is scored on: its references and estimates, cut or padded to the
+    references' length, at one sample rate.
+
+    Shapes:
+        refs, ests: (source, channel, time) float32, on the CPU
+    """
+
+    track: TrackFolder
+    sources: tuple[str, ...]
+    infos: dict[str, AudioInfo]
+    rate: int
+    refs: torch.Tensor
+    ests: torch.Tensor
+
+
+def load_inputs(track: TrackFolder, sources: Sequence[str], estimator: Estimator) -> TrackInputs:
+    """Read a track's references and get its estimates (read from disk, or separated)."""
     infos = _reference_infos(track, sources)
     rates = {info.sample_rate for info in infos.values()}
     lengths = {info.frames for info in infos.values()}
@@ -174,10 +191,17 @@ def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estima
     refs = torch.stack([loaded[s] for s in sources])
     del loaded
     ests = torch.stack([match_length(estimates[s].float().cpu(), length) for s in sources])
+    return TrackInputs(track, tuple(sources), infos, rate, refs, ests)
+
+
+def score_inputs(inputs: TrackInputs, config: EvalConfig,
+                 device: torch.device | None = None) -> TrackScores:
+    """Score one track's estimates, and check them for a constant lag (scores unchanged)."""
+    track, sources, refs, ests = inputs.track, inputs.sources, inputs.refs, inputs.ests
     try:
-        scores = score(refs, ests, rate, config, device)
+        scores = score(refs, ests, inputs.rate, config, device)
     except SilentSourceError as exc:
-        what = infos[sources[exc.index]].path if exc.kind == "reference" else \
+        what = inputs.infos[sources[exc.index]].path if exc.kind == "reference" else \
             f"the estimate of {sources[exc.index]}"
         raise EvaluationError(f"track {track.name!r}: {what} is silent over the whole track; "
                               "BSSEval (and museval) cannot score it") from exc
@@ -185,26 +209,37 @@ def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estima
         raise EvaluationError(f"track {track.name!r}: museval refused the input ({exc})") from exc
     global_sdr = museval_format.global_sdr_table(museval_format.global_sdr(refs, ests), sources)
     return TrackScores(museval_format.frame_table(scores, sources), global_sdr,
-                       detect_lag(refs, ests, rate, sources))
+                       detect_lag(refs, ests, inputs.rate, sources))
 
 
-def _score_or_read(track: TrackFolder, sources: Sequence[str], estimator: Estimator,
-                   out_dir: Path, config: EvalConfig, force: bool,
-                   device: torch.device | None) -> TrackResult:
+def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estimator,
+                   config: EvalConfig, device: torch.device | None = None) -> TrackScores:
+    """Score one track's estimates, and check them for a constant lag (scores unchanged)."""
+    return score_inputs(load_inputs(track, sources, estimator), config, device)
+
+
+def _reused(track: TrackFolder, out_dir: Path, record: dict[str, Any]) -> TrackResult | None:
+    """The track's existing score file, read back, when it records the same ``record``."""
     path = museval_format.json_path(out_dir, track)
-    record = score_record(estimator, config)
-    replaced = False
-    if path.exists() and not force:
-        if museval_format.read_record(path) == record:
-            return TrackResult(track.name, "skipped", museval_format.read_json(path), path,
-                               global_sdr=museval_format.read_global_sdr(path) or {},
-                               lag=Lag.from_dict(museval_format.read_lag(path)))
-        replaced = True
-    scores = evaluate_track(track, sources, estimator, config, device)
+    if path.exists() and museval_format.read_record(path) == record:
+        return TrackResult(track.name, "skipped", museval_format.read_json(path), path,
+                           global_sdr=museval_format.read_global_sdr(path) or {},
+                           lag=Lag.from_dict(museval_format.read_lag(path)))
+    return None
+
+
+def _score_and_write(inputs: TrackInputs, out_dir: Path, config: EvalConfig,
+                     record: dict[str, Any], device: torch.device | None,
+                     replacing: bool) -> TrackResult:
+    """Score and write one track; ``replacing``: an existing file there was made by something
+    else (it was not reused, and not because of ``force``)."""
+    path = museval_format.json_path(out_dir, inputs.track)
+    replaced = replacing and path.exists()
+    scores = score_inputs(inputs, config, device)
     museval_format.write_atomic(path, museval_format.to_json(
         scores.frames, config, record, global_sdr=scores.global_sdr,
         lag=scores.lag.to_dict() if scores.lag is not None else None))
-    return TrackResult(track.name, "scored", scores.frames, path, replaced=replaced,
+    return TrackResult(inputs.track.name, "scored", scores.frames, path, replaced=replaced,
                        global_sdr=scores.global_sdr, lag=scores.lag)
 
 
@@ -217,21 +252,86 @@ def evaluate_tracks(tracks: Sequence[TrackFolder], sources: Sequence[str], estim
     A track whose JSON exists and records the same :func:`score_record` is read back instead
     of scored, unless ``force``; one with another record or none is scored again
     (``TrackResult.replaced``).
+
+    When the estimator reads its estimates from disk (``estimator.reads_files``), the next
+    track to score is read on a worker thread while this one is scored (decoding releases the
+    GIL): at most two tracks' samples are in memory. A separator's estimates are made in turn,
+    on the calling thread, as the separation needs the cores itself.
     """
     if len(sources) < 2:
         raise EvaluationError(f"BSSEval scores two or more sources jointly, got {list(sources)}")
     events = events or NoEvalEvents()
+    record = score_record(estimator, config)
+    reusable: dict[int, TrackResult | None] = {}  # by position; read once
+
+    def reuse(k: int) -> TrackResult | None:
+        if force:
+            return None
+        if k not in reusable:
+            reusable[k] = _reused(tracks[k], out_dir, record)
+        return reusable[k]
+
+    def to_score_after(k: int) -> TrackFolder | None:
+        for later in range(k + 1, len(tracks)):
+            try:
+                if reuse(later) is None:
+                    return tracks[later]
+            except CumxError:  # reported in its own turn
+                return None
+        return None
+
     results = []
-    for track in tracks:
-        events.track_started(track)
-        started = time.perf_counter()
-        try:
-            result = _score_or_read(track, sources, estimator, out_dir, config, force, device)
-        except CumxError as exc:
-            result = TrackResult(track.name, "error", error=str(exc))
-        result.seconds = time.perf_counter() - started
-        if result.lag is not None:  # found now, or when the reused file was scored
-            events.track_warning(track, describe(result.lag, track.name))
-        events.track_finished(result)
-        results.append(result)
+    with _Prefetch(estimator, sources, bool(getattr(estimator, "reads_files", False))) as inputs:
+        for k, track in enumerate(tracks):
+            events.track_started(track)
+            started = time.perf_counter()
+            try:
+                result = reuse(k)
+                if result is None:
+                    loaded = inputs.take(track)
+                    inputs.ahead(to_score_after(k))  # read while this one is scored
+                    events.track_scoring(track)
+                    result = _score_and_write(loaded, out_dir, config, record, device,
+                                              replacing=not force)
+            except CumxError as exc:
+                result = TrackResult(track.name, "error", error=str(exc))
+            result.seconds = time.perf_counter() - started
+            if result.lag is not None:  # found now, or when the reused file was scored
+                events.track_warning(track, describe(result.lag, track.name))
+            events.track_finished(result)
+            results.append(result)
     return results
+
+
+class _Prefetch:
+    """Loads tracks' inputs (:func:`load_inputs`), one track ahead on a worker thread when
+    ``enabled``, else when they are taken."""
+
+    def __init__(self, estimator: Estimator, sources: Sequence[str], enabled: bool) -> None:
+        self.estimator = estimator
+        self.sources = tuple(sources)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cumx-eval-read") \
+            if enabled else None
+        self.pending: tuple[TrackFolder, Future[TrackInputs]] | None = None
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def take(self, track: TrackFolder) -> TrackInputs:
+        """The track's inputs: read ahead already, or read now. Raises what reading raised."""
+        pending, self.pending = self.pending, None
+        if pending is not None and pending[0] is track:
+            return pending[1].result()
+        if pending is not None:  # read ahead for another track: not wanted after all
+            pending[1].cancel()
+        return load_inputs(track, self.sources, self.estimator)
+
+    def ahead(self, track: TrackFolder | None) -> None:
+        """Start reading ``track`` (the next one to score), if reading ahead."""
+        if self.pool is not None and track is not None:
+            self.pending = (track, self.pool.submit(load_inputs, track, self.sources,
+                                                    self.estimator))
