@@ -52,9 +52,17 @@ class _CliEvents:
         self.total = total
         self.state = state
         self.done = 0
+        self.plotting_preloaded = False
 
     def track_started(self, track: TrackFolder) -> None:
         pass
+
+    def track_scoring(self, track: TrackFolder) -> None:
+        if not self.plotting_preloaded:  # once the first track is read: see preload_plotting
+            from cumx_cli.engine.evaluation import report
+
+            self.plotting_preloaded = True
+            report.preload_plotting()
 
     def track_finished(self, result: TrackResult) -> None:
         self.done += 1
@@ -151,7 +159,6 @@ def eval_command(
         what = f"model {model}"
     state.info(f"scoring {what} on {len(selected)} {subset.value} track(s) with the "
                f"{backend.value} backend on {eval_device}: {', '.join(sources)} -> {out}")
-    report.preload_plotting()
     results = runner.evaluate_tracks(selected, sources, estimator, out, config, force=force,
                                      device=eval_device, events=_CliEvents(len(selected), state))
     failed = sum(r.status == "error" for r in results)

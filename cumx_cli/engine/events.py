@@ -139,6 +139,10 @@ class EvalEvents(Protocol):
     def track_started(self, track: TrackFolder) -> None:
         """``track`` is about to be separated or read, and scored."""
 
+    def track_scoring(self, track: TrackFolder) -> None:
+        """``track``'s references and estimates are in memory (read, or separated): its BSSEval
+        starts now. Not called for a track that is skipped or fails before."""
+
     def track_finished(self, result: EvalTrackResult) -> None:
         """A track is scored, skipped or failed."""
 
@@ -153,6 +157,9 @@ class NoEvalEvents:
     """:class:`EvalEvents` that ignores everything."""
 
     def track_started(self, track: TrackFolder) -> None:
+        pass
+
+    def track_scoring(self, track: TrackFolder) -> None:
         pass
 
     def track_finished(self, result: EvalTrackResult) -> None:

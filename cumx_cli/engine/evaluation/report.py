@@ -313,8 +313,11 @@ def write_reports(summary: Summary, out_dir: Path, published: Published | None =
 def preload_plotting() -> threading.Thread:
     """Import what :func:`write_boxplots` draws with (matplotlib, about 1 s of imports) on a
     background thread, while the tracks are scored: BSSEval spends its time in torch and numpy
-    calls that release the GIL, so the import costs the run almost nothing. An import error is
-    left for :func:`write_boxplots` to report."""
+    calls that release the GIL, so the import costs the run almost nothing. Reading audio holds
+    the GIL more (a Python loop over blocks): started while the first track was read, the
+    import made that reading 0.4 s slower, so ``eval`` starts it when the first track's scoring
+    does (``EvalEvents.track_scoring``). An import error is left for :func:`write_boxplots`
+    to report."""
 
     def load() -> None:
         with contextlib.suppress(Exception):
