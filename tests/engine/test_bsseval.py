@@ -15,6 +15,8 @@ from cumx_cli.engine.evaluation.bsseval import (
     solve_block_toeplitz,
     solve_gram,
 )
+from cumx_cli.engine.evaluation.bsseval import _active as bsseval_active
+from cumx_cli.engine.evaluation.bsseval import _silent_frames as bsseval_silent_frames
 from tests.synthetic_musdb import estimates, museval_metrics, sources
 
 METRICS = museval_metrics()  # skips this module when museval is not installed
@@ -169,3 +171,25 @@ def test_block_levinson_equals_the_dense_solve_and_gives_up_when_indefinite() ->
     indefinite[1] = 2 * blocks[0]  # |R(1)| > R(0): no correlation sequence, not definite
     assert np.linalg.eigvalsh(_block_toeplitz(indefinite)).min() < 0
     assert solve_block_toeplitz(indefinite, rhs) is None
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_silence_test_is_museval_float64_channel_sum(channels: int, dtype: torch.dtype) -> None:
+    # museval: a source is silent at a sample when the float64 sum of its channels is zero;
+    # frames with a silent source are NaN for all
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((3, channels, 4000)).astype(np.float32)
+    x[0, :, 1000:2500] = 0  # silent through frame 1, and part of 2
+    if channels > 1:
+        x[1, -1, 2000:3100] = -x[1, :-1, 2000:3100].sum(axis=0)  # cancels exactly: silent
+    if channels > 2:  # 1 + 1e-8 - 1: zero when summed in float32, not in float64
+        x[2, :, 3600] = (1.0, 1e-8, -1.0)
+    signal = torch.from_numpy(x).to(dtype)
+    museval_silent = x.astype(np.float64).sum(axis=1) == 0  # (source, time)
+    active = bsseval_active(signal)
+    assert np.array_equal(active.numpy() == 0, museval_silent)
+    frames = bsseval_silent_frames(active, 1000, 500, num_frames(4000, 1000, 500))
+    expected = [museval_silent[:, t * 500 : t * 500 + 1000].all(axis=1).any()
+                for t in range(num_frames(4000, 1000, 500))]
+    assert frames.tolist() == expected and any(expected) and not all(expected)

@@ -112,6 +112,16 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, *, window: in
                 channel=references.shape[1], time=references.shape[2])
     device = device or references.device
     num_sources, num_channels, length = references.shape
+    # museval's silence test, once per sample: where the channel sum is not zero.
+    active_ref, active_est = _active(references), _active(estimates)
+    for kind, active in (("reference", active_ref), ("estimate", active_est)):
+        silent = active.amax(dim=-1) == 0
+        if bool(silent.any()):
+            raise SilentSourceError(kind, int(silent.nonzero()[0]))
+    count = num_frames(length, window, hop)
+    frame_len = min(window, length)
+    nan_frames = (_silent_frames(active_ref, frame_len, hop, count)
+                  | _silent_frames(active_est, frame_len, hop, count)).cpu()
     sc = num_sources * num_channels
     # One float64 copy of the inputs, already padded for the correlations of step 1; the
     # references and estimates of steps 2 and 3 are views of it.
@@ -120,20 +130,31 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, *, window: in
     signals = padded[:, filters_len - 1 : filters_len - 1 + length]
     ref = signals[:sc].view(num_sources, num_channels, length)
     est = signals[sc:].view(num_sources, num_channels, length)
-    for kind, x in (("reference", ref), ("estimate", est)):
-        silent = _silent(x)
-        if bool(silent.any()):
-            raise SilentSourceError(kind, int(silent.nonzero()[0]))
     filters_all, filters_own = _filters_from_padded(padded, num_sources, num_channels, length,
                                                     filters_len)
     del padded, signals  # the views ref and est keep the buffer alive
-    return _framewise_scores(ref, est, filters_all, filters_own, window, hop, frames_per_batch)
+    scores = _framewise_scores(ref, est, filters_all, filters_own, window, hop,
+                               frames_per_batch)
+    return FrameScores(*(m.masked_fill(nan_frames, float("nan")) for m in scores.as_dict().values()))
 
 
-def _silent(x: torch.Tensor) -> torch.Tensor:
-    """museval's silence test: the channel sum is zero at every sample. (source, ..., channel,
-    time) -> (source, ...)."""
-    return (x.sum(dim=-2) == 0).all(dim=-1)
+def _active(x: torch.Tensor) -> torch.Tensor:
+    """Where a source is not silent by museval's test: the sum of its channels, in float64 as
+    museval sums them, is not zero. (source, channel, time) -> (source, time) uint8 (0 or 1:
+    torch reduces uint8 several times faster than bool).
+
+    One or two float32 or float64 channels are summed in their own precision: ``a + b`` is zero
+    exactly when ``b == -a`` (gradual underflow), in every precision, so the test is the same.
+    """
+    exact = x.shape[-2] <= 2 and x.dtype in (torch.float32, torch.float64)
+    total = x.sum(dim=-2) if exact else x.sum(dim=-2, dtype=torch.float64)
+    return (total != 0).view(torch.uint8)
+
+
+def _silent_frames(active: torch.Tensor, frame_len: int, hop: int, count: int) -> torch.Tensor:
+    """The frames in which any source is silent (museval scores them NaN for every source).
+    (source, time) uint8 from :func:`_active` -> (frame,) bool."""
+    return (active.unfold(-1, frame_len, hop)[:, :count].amax(dim=-1) == 0).any(dim=0)
 
 
 def lagged_correlations(a: torch.Tensor, b: torch.Tensor, max_lag: int) -> torch.Tensor:
@@ -482,8 +503,7 @@ def _score_frames(ref: torch.Tensor, est: torch.Tensor, matrix: torch.Tensor,
         _safe_db(energy(proj_own), energy(proj_all - proj_own)),    # SIR
         _safe_db(energy(proj_all), energy(spec_est - proj_all)),    # SAR
     ])
-    silent = _silent(ref.transpose(1, 2)).any(dim=0) | _silent(est.transpose(1, 2)).any(dim=0)
-    return scores.masked_fill(silent, float("nan"))
+    return scores  # frames with a silent source are set to NaN by the caller
 
 
 def _safe_db(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
