@@ -23,10 +23,13 @@ cumx_cli.app.main()
 """
 
 
-def test_sets_passive_wait_policy_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sets_active_wait_policy_with_short_spins_when_unset(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     tune_threads()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert os.environ["GOMP_SPINCOUNT"] == "30000"
 
 
 @pytest.mark.parametrize("value", ["ACTIVE", "passive"])
@@ -45,9 +48,10 @@ def test_user_spin_count_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_leaves_thread_count_to_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     tune_threads()
-    assert "OMP_NUM_THREADS" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+    assert "OMP_NUM_THREADS" not in os.environ
 
 
 def _openmp_seen_by_torch(extra: dict[str, str]) -> tuple[str, str]:
@@ -65,9 +69,9 @@ def _openmp_seen_by_torch(extra: dict[str, str]) -> tuple[str, str]:
 def test_console_entry_applies_settings_before_torch_loads_openmp() -> None:
     stdout, spincount = _openmp_seen_by_torch({})
     assert "torch imported by the entry: False" in stdout
-    assert spincount == "GOMP_SPINCOUNT = '0'"  # PASSIVE: waiting threads sleep at once
+    assert spincount == "GOMP_SPINCOUNT = '30000'"  # libgomp's default is 300000
 
 
 def test_console_entry_keeps_the_users_wait_policy() -> None:
-    _, spincount = _openmp_seen_by_torch({"OMP_WAIT_POLICY": "ACTIVE"})
-    assert spincount != "GOMP_SPINCOUNT = '0'"
+    _, spincount = _openmp_seen_by_torch({"OMP_WAIT_POLICY": "PASSIVE"})
+    assert spincount == "GOMP_SPINCOUNT = '0'"  # PASSIVE: waiting threads sleep at once
