@@ -31,9 +31,9 @@ def tune_threads() -> None:
     under libgomp's default 100 times, and under ``PASSIVE`` not at all. On the 2-core machine,
     separating a 3-minute file took 7.0-7.5 s with this setting, 12-14 s with libgomp's default
     and 17-19 s with ``PASSIVE`` (cumx's setting until this release): a sleeping thread is
-    woken tens of thousands of times per track, and each wake-up costs a system call and a reschedule. The
-    spin count bounds spinning where the threads are not throttled (``eval``, ``train``) to a
-    tenth of libgomp's 300,000.
+    woken tens of thousands of times per track, and each wake-up costs a system call and a
+    reschedule. The spin count bounds spinning where the threads are not throttled (``eval``,
+    ``train``) to a tenth of libgomp's 300,000.
 
     Several ``cumx`` processes on one machine should each get their share of the cores with
     ``OMP_NUM_THREADS`` (cores / N, README "Several shards on one CPU machine"); on a machine
