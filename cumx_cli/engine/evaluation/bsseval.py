@@ -225,30 +225,21 @@ def _correlate_padded(padded: torch.Tensor, num_a: int, length: int,
     return circular[..., lags]
 
 
-def distortion_filters(ref: torch.Tensor, est: torch.Tensor,
-                       filters_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Time-invariant distortion filters of museval's v4, from the whole signals.
+def _filters_from_padded(padded: torch.Tensor, num_sources: int, num_channels: int, length: int,
+                         filters_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Time-invariant distortion filters of museval's v4, from the whole signals, held one
+    channel per row (references first) in ``padded`` (:func:`_padded_for_blocks` with
+    ``filters_len - 1``).
 
     ``filters_all[k, c]`` filters every reference channel so that their sum best fits channel
     ``c`` of estimate ``k`` (least squares over all delays below ``filters_len``);
     ``filters_own[k, c]`` does the same with the channels of reference ``k`` only.
 
     Shapes:
-        ref, est: (source, channel, time) float64
+        padded: (2 * source * channel, padded time) float64
         returns: filters_all (source, channel, source * channel, filters_len),
                  filters_own (source, channel, channel, filters_len)
     """
-    num_sources, num_channels, length = ref.shape
-    sc = num_sources * num_channels
-    padded = _padded_for_blocks([ref.reshape(sc, length), est.reshape(sc, length)],
-                                filters_len - 1)
-    return _filters_from_padded(padded, num_sources, num_channels, length, filters_len)
-
-
-def _filters_from_padded(padded: torch.Tensor, num_sources: int, num_channels: int, length: int,
-                         filters_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`distortion_filters` of the references and estimates held, one channel per row
-    (references first), in ``padded`` (:func:`_padded_for_blocks` with ``filters_len - 1``)."""
     sc, taps = num_sources * num_channels, filters_len
     corr = _correlate_padded(padded, sc, length, taps - 1)
     # Gram matrix of the delayed references: G[(a, m), (b, n)] = <s_a delayed m, s_b delayed n>,

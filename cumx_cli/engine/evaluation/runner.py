@@ -212,12 +212,6 @@ def score_inputs(inputs: TrackInputs, config: EvalConfig,
                        detect_lag(refs, ests, inputs.rate, sources))
 
 
-def evaluate_track(track: TrackFolder, sources: Sequence[str], estimator: Estimator,
-                   config: EvalConfig, device: torch.device | None = None) -> TrackScores:
-    """Score one track's estimates, and check them for a constant lag (scores unchanged)."""
-    return score_inputs(load_inputs(track, sources, estimator), config, device)
-
-
 def _reused(track: TrackFolder, out_dir: Path, record: dict[str, Any]) -> TrackResult | None:
     """The track's existing score file, read back, when it records the same ``record``."""
     path = museval_format.json_path(out_dir, track)
