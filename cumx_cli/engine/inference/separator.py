@@ -17,6 +17,7 @@ encoding, is done while the network runs instead of after it. Every track callba
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from cumx_cli.engine.dsp.wiener import wiener
 from cumx_cli.engine.errors import ConfigError, CumxError
 from cumx_cli.engine.inference.chunking import ChunkPlan, OverlapAdd, plan_chunks
 from cumx_cli.engine.model import CrossUMX
+from cumx_cli.engine.model.threads import SourceThreads
 from cumx_cli.engine.shapes import check_shape
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class Separator:
         self.wiener_window: int = (window if window is not None
                                    else 0 if mc.bridge else OPENUNMIX_WIENER_WINDOW)
         self.batch_size = self.config.batch_size or (1 if self.device.type == "cpu" else 4)
+        self._source_threads: SourceThreads | None = None  # made at the first batch, on CPU
+        self._source_threads_lock = threading.Lock()
         if self.config.niter > 0 and len(mc.sources) == 1 and not self.config.residual:
             raise ConfigError("the Wiener filter needs two or more sources: this model has one; "
                               "add --residual or use --niter 0")
@@ -123,8 +127,16 @@ class Separator:
             x = F.pad(x, (0, self.stft.min_length() - length))
         mix_stft = self.stft(x)  # (batch, channel, freq, frame)
         mag = magnitude(mix_stft)
-        est = self.model(mag).mul_(mag.unsqueeze(1))  # masks times the mixture magnitude
+        est = self.model(mag, self._threads()).mul_(mag.unsqueeze(1))  # masks x mixture magnitude
         return _Estimates(est, mix_stft, mag, length, x.shape[-1])
+
+    def _threads(self) -> SourceThreads | None:
+        """The threads that run the source networks side by side on a CPU (:mod:`.threads`
+        of the model), started at the first call, with the core count this thread sees."""
+        with self._source_threads_lock:
+            if self._source_threads is None and self.device.type == "cpu":
+                self._source_threads = SourceThreads.for_device(self.device, len(self.model.sources))
+            return self._source_threads
 
     @torch.inference_mode()
     def _filter(self, stage: _Estimates) -> torch.Tensor:

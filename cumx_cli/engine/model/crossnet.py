@@ -18,13 +18,18 @@ The model sees magnitudes only and never computes an STFT: the separator owns th
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable, Iterable
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
 
 from cumx_cli.engine.config import ModelConfig
+from cumx_cli.engine.model.threads import SourceThreads
 from cumx_cli.engine.shapes import check_shape
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class SourceNet(nn.Module):
@@ -107,8 +112,11 @@ class CrossUMX(nn.Module):
         """The network of one source (``nets`` is a ModuleDict, typed by torch as any module)."""
         return cast(SourceNet, self.nets[source])
 
-    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+    def forward(self, mag: torch.Tensor, threads: SourceThreads | None = None) -> torch.Tensor:
         """Masks for every source.
+
+        With ``threads`` (inference only), the source networks run side by side on its
+        threads; the numbers are those of running them one after the other.
 
         Shapes:
             mag:     (batch, channel, freq, frame), the mixture magnitude, all ``n_fft//2+1`` bins
@@ -118,18 +126,29 @@ class CrossUMX(nn.Module):
                     channel=self.config.num_channels, freq=self.config.num_bins)
         x = mag.permute(3, 0, 1, 2)  # frames first for the LSTM: (frame, batch, channel, freq)
         nets = [self.net(source) for source in self.sources]
-        hs = [net.encode(x) for net in nets]
-        if self.config.bridge:
-            mean_h = torch.stack(hs).mean(dim=0)
-            zs = [torch.cat([h, net.lstm(mean_h)[0]], dim=-1) for h, net in zip(hs, nets, strict=True)]
-            mean_z = torch.stack(zs).mean(dim=0)
-            skips = (mean_z for _ in nets)
-        else:
-            skips = (torch.cat([h, net.lstm(h)[0]], dim=-1) for h, net in zip(hs, nets, strict=True))
+        run = threads.map if threads is not None else _in_turn
         # Stored frame-major, like torch.stft's output: each mask is written in as a plain
         # block copy, and the Wiener filter and inverse STFT read it without transposing.
         batch, channels, freqs, frames = mag.shape
         masks = mag.new_empty(batch, len(nets), channels, frames, freqs)
-        for j, (net, z) in enumerate(zip(nets, skips, strict=True)):
-            net.decode(z, out=masks[:, j].permute(2, 0, 1, 3))  # as (frame, batch, channel, freq)
+
+        def out(j: int) -> torch.Tensor:  # source j's mask as (frame, batch, channel, freq)
+            return masks[:, j].permute(2, 0, 1, 3)
+
+        if self.config.bridge:
+            hs = run(lambda net: net.encode(x), nets)
+            mean_h = torch.stack(hs).mean(dim=0)
+            zs = run(lambda jn: torch.cat([hs[jn[0]], jn[1].lstm(mean_h)[0]], dim=-1),
+                     list(enumerate(nets)))
+            mean_z = torch.stack(zs).mean(dim=0)
+            run(lambda jn: jn[1].decode(mean_z, out=out(jn[0])), list(enumerate(nets)))
+        else:
+            def whole(j: int) -> torch.Tensor:
+                h = nets[j].encode(x)
+                return nets[j].decode(torch.cat([h, nets[j].lstm(h)[0]], dim=-1), out=out(j))
+            run(whole, range(len(nets)))
         return masks.transpose(-1, -2)
+
+
+def _in_turn(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    return [fn(item) for item in items]

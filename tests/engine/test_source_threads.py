@@ -1,0 +1,144 @@
+"""The source networks side by side on CPU threads: the same masks, and the threads as promised."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from cumx_cli.engine.config import InferenceConfig
+from cumx_cli.engine.inference.separator import Separator
+from cumx_cli.engine.model.threads import SourceThreads
+from tests.conftest import random_model, tiny_config
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """torch with two intra-op threads (CI has two cores; the count is what matters here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bridge", [True, False])
+def test_masks_equal_those_of_the_sources_in_turn(bridge: bool, two_threads: None) -> None:
+    config = tiny_config(sources=("bass", "drums", "other", "vocals"), bridge=bridge, n_fft=256,
+                         hop_length=64, max_bin=100, num_layers=3)
+    model = random_model(config).eval()
+    mag = torch.rand(2, 2, 129, 300)
+    pool = SourceThreads(2, 1)
+    with torch.inference_mode():
+        in_turn, side_by_side = model(mag), model(mag, pool)
+    pool.close()
+    torch.testing.assert_close(side_by_side, in_turn, rtol=1e-6, atol=1e-7)
+    assert side_by_side.shape == (2, 4, 2, 129, 300)
+
+
+def test_each_worker_runs_torch_with_its_share_and_the_others_keep_theirs(two_threads: None) -> None:
+    pool = SourceThreads(2, 1)
+    with torch.no_grad():
+        counts = pool.map(lambda _: torch.get_num_threads(), range(4))
+    # The first torch call of a thread sets its count from the process default: it must not
+    # undo the worker's own, nor leave the worker's count as the default for new threads.
+    seen: list[int] = []
+    fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    fresh.start()
+    fresh.join()
+    pool.close()
+    assert counts == [1, 1, 1, 1]
+    assert torch.get_num_threads() == 2
+    assert seen == [2]
+
+
+def test_items_run_side_by_side_and_come_back_in_order(two_threads: None) -> None:
+    pool = SourceThreads(2, 1)
+    both = threading.Barrier(2, timeout=30)  # broken unless two items run at the same time
+
+    def item(k: int) -> tuple[int, str]:
+        both.wait()
+        return k, threading.current_thread().name
+
+    with torch.no_grad():
+        out = pool.map(item, range(4))
+    pool.close()
+    assert [k for k, _ in out] == [0, 1, 2, 3]
+    assert {name for _, name in out} == {"cumx-source_0", "cumx-source_1"}
+
+
+def test_grad_mode_is_the_callers_and_recording_gradients_is_refused(two_threads: None) -> None:
+    pool = SourceThreads(2, 1)
+    with pytest.raises(RuntimeError, match="inference only"):
+        pool.map(lambda _: None, range(2))
+    with torch.inference_mode():
+        assert pool.map(lambda _: (torch.is_inference_mode_enabled(), torch.is_grad_enabled()),
+                        range(2)) == [(True, False)] * 2
+    with torch.no_grad():
+        assert pool.map(lambda _: (torch.is_inference_mode_enabled(), torch.is_grad_enabled()),
+                        range(2)) == [(False, False)] * 2
+    pool.close()
+
+
+def test_an_error_is_raised_once_every_item_is_done(two_threads: None) -> None:
+    pool = SourceThreads(2, 1)
+    finished: list[int] = []
+    gate = threading.Event()
+
+    def item(k: int) -> int:
+        if k == 0:
+            raise ValueError("item 0 failed")
+        gate.wait(30)
+        finished.append(k)
+        return k
+
+    def release() -> None:
+        gate.set()
+
+    timer = threading.Timer(0.2, release)
+    timer.start()
+    with torch.no_grad(), pytest.raises(ValueError, match="item 0 failed"):
+        pool.map(item, range(3))
+    timer.join()
+    assert sorted(finished) == [1, 2]  # none still running after map raised
+    with torch.no_grad():
+        assert pool.map(lambda k: k * 2, [1, 2]) == [2, 4]  # the pool still works
+    pool.close()
+
+
+def test_a_pool_nobody_holds_ends_its_threads(two_threads: None) -> None:
+    pool = SourceThreads(2, 1)
+    threads = list(pool._threads)
+    del pool
+    gc.collect()
+    for thread in threads:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+def test_pools_only_where_they_help(two_threads: None) -> None:
+    assert SourceThreads.for_device(torch.device("meta"), 4) is None
+    assert SourceThreads.for_device(torch.device("cpu"), 1) is None
+    pool = SourceThreads.for_device(torch.device("cpu"), 4)
+    assert pool is not None and (pool.workers, pool.threads_each) == (2, 1)
+    pool.close()
+    torch.set_num_threads(1)
+    assert SourceThreads.for_device(torch.device("cpu"), 4) is None
+    with pytest.raises(ValueError, match="at least one worker"):
+        SourceThreads(0, 1)
+
+
+def test_the_separator_runs_the_sources_on_threads_on_a_cpu(two_threads: None) -> None:
+    config = tiny_config(sources=("bass", "drums", "other", "vocals"), n_fft=256, hop_length=64,
+                         max_bin=100)
+    model = random_model(config)
+    separator = Separator(model, InferenceConfig(device="cpu", niter=1))
+    wave = torch.randn(1, 2, 20000)
+    out = separator.process(wave)
+    pool = separator._threads()
+    assert pool is not None and pool.workers == 2
+    separator._source_threads = None
+    separator._threads = lambda: None  # type: ignore[method-assign]
+    torch.testing.assert_close(out, separator.process(wave), rtol=1e-5, atol=1e-6)
