@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from cumx_cli.engine.config import ModelConfig
+from cumx_cli.engine.model.kernels import linear
 from cumx_cli.engine.model.threads import SourceThreads
 from cumx_cli.engine.shapes import check_shape
 
@@ -73,7 +74,7 @@ class SourceNet(nn.Module):
         else:  # the same numbers, written straight into the layout fc1 reads
             x = torch.add(x, self.input_mean, out=torch.empty(x.shape, dtype=x.dtype, device=x.device))
             x.mul_(self.input_scale)
-        x = self.bn1(self.fc1(x.reshape(frames * batch, -1)))
+        x = self.bn1(linear(x.reshape(frames * batch, -1), self.fc1.weight))
         return torch.tanh(x).reshape(frames, batch, -1)
 
     def decode(self, z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,8 +84,8 @@ class SourceNet(nn.Module):
         mask is written into ``out`` if given (any strides).
         """
         frames, batch = z.shape[:2]
-        x = torch.relu(self.bn2(self.fc2(z.reshape(frames * batch, -1))))
-        x = self.bn3(self.fc3(x)).reshape(frames, batch, self.num_channels, self.num_bins)
+        x = torch.relu(self.bn2(linear(z.reshape(frames * batch, -1), self.fc2.weight)))
+        x = self.bn3(linear(x, self.fc3.weight)).reshape(frames, batch, self.num_channels, self.num_bins)
         if torch.is_grad_enabled():
             mask = torch.relu(x * self.output_scale + self.output_mean)
             return mask if out is None else out.copy_(mask)
