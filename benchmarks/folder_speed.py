@@ -5,7 +5,8 @@ Makes ``--files`` stereo 44.1 kHz files of ``--seconds`` each (the music-like si
 measures three things, each as interleaved repeats (a shared machine drifts):
 
 1. the network alone, per file: in this process, one warm-up call, then the STFT magnitudes of
-   one file through the model (fp32, no Wiener, iSTFT or I/O);
+   one file through the model (fp32, no Wiener, iSTFT or I/O; the source networks side by side
+   on CPU threads, as ``separate`` runs them);
 2. the whole folder in one ``cumx separate FOLDER`` process (import, model load, every file
    decoded, separated, its four stems encoded), divided by the number of files;
 3. in this process, :func:`separate_files` with the separator's overlap off (every stage one
@@ -29,7 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from cumx_cli.app import _tune_allocator
+from cumx_cli.threads import tune_threads
+
+tune_threads()  # the in-process runs get the command's OpenMP and allocator settings: torch
+_tune_allocator()  # reads the first when it loads, so both come before torch's import
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from separate_speed import cumx_cmd, make_signal, make_weights, timed  # noqa: E402
@@ -42,6 +49,7 @@ from cumx_cli.engine.inference.outputs import OutputSpec  # noqa: E402
 from cumx_cli.engine.inference.pipeline import separate_files  # noqa: E402
 from cumx_cli.engine.inference.separator import Separator  # noqa: E402
 from cumx_cli.engine.model import CrossUMX  # noqa: E402
+from cumx_cli.engine.model.threads import SourceThreads  # noqa: E402
 from cumx_cli.engine.weights.resolver import load_model  # noqa: E402
 
 
@@ -51,8 +59,9 @@ def network_seconds(model: CrossUMX, wav: Path) -> float:
     audio, _ = read_audio(wav)
     stft = STFT(model.config.n_fft, model.config.hop_length)
     mag = magnitude(stft(audio[None]))
+    threads = SourceThreads.for_device(torch.device("cpu"), len(model.sources))  # as separate runs it
     start = time.perf_counter()
-    model(mag)
+    model(mag, threads)
     return time.perf_counter() - start
 
 
