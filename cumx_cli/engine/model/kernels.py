@@ -41,7 +41,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def onednn_linear() -> bool:
     """Whether oneDNN's linear op is usable here: it exists, runs and equals ``F.linear`` on a
     small product to float32 rounding (checked once per process)."""
-    if not torch.backends.mkldnn.is_available():
+    if not torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]
         return False
     try:
         op = torch.ops.mkldnn._linear_pointwise
