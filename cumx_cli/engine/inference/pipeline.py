@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -117,7 +117,8 @@ class _FileTrack:
 
     def __init__(self, item: InputFile, info: AudioInfo, outputs: dict[str, Path],
                  stems: StemPlan, separator: Separator, spec: OutputSpec, events: SeparateEvents,
-                 budget: ScratchBudget, leftovers: _Leftovers) -> None:
+                 budget: ScratchBudget, leftovers: _Leftovers,
+                 register: Callable[[_FileTrack], None]) -> None:
         self.item, self.info, self.outputs = item, info, outputs
         self.separator, self.spec, self.events = separator, spec, events
         self.model_rate = separator.sample_rate
@@ -138,6 +139,9 @@ class _FileTrack:
         self._scratch = open_scratch(budget, outputs, self.plan.length, info.channels)
         # Folders this track creates: removed again (deepest first) if it fails and they are empty.
         self._new_dirs: list[Path] = []
+        # Registered before it creates anything, so that an interruption from here on (a signal
+        # lands between any two bytecodes) finds it among the open tracks and cleans it up.
+        register(self)
         try:
             _make_folders(outputs, self._new_dirs)
             leftovers.remove(outputs)
@@ -296,16 +300,19 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
 
     def tracks() -> Iterator[_FileTrack]:
         for n, item in enumerate(inputs):
+            def register(track: _FileTrack, n: int = n) -> None:
+                open_tracks[n] = track
+
             try:
                 track = _open_track(item, stems, spec, separator, events, claims, budget,
-                                    leftovers)
+                                    leftovers, register)
             except CumxError as exc:
+                open_tracks.pop(n, None)  # cleaned up already when opening it failed
                 track = TrackResult(item.path, "error", error=str(exc), cause=exc)
             if isinstance(track, TrackResult):  # failed or skipped before any work
                 results[n] = track
                 events.track_finished(track)
                 continue
-            open_tracks[n] = track
             events.track_started(item.path, len(track.plan))
             yield track
 
@@ -323,7 +330,8 @@ def separate_files(separator: Separator, inputs: list[InputFile], spec: OutputSp
 
 def _open_track(item: InputFile, stems: StemPlan, spec: OutputSpec,
                 separator: Separator, events: SeparateEvents, claims: OutputClaims,
-                budget: ScratchBudget, leftovers: _Leftovers) -> _FileTrack | TrackResult:
+                budget: ScratchBudget, leftovers: _Leftovers,
+                register: Callable[[_FileTrack], None]) -> _FileTrack | TrackResult:
     """The track job of one input, or its ``skipped`` result when its stems all exist.
 
     Raises:
@@ -339,4 +347,5 @@ def _open_track(item: InputFile, stems: StemPlan, spec: OutputSpec,
         events.track_warning(item.path, f"{item.path}: {downmixed}-channel audio downmixed to "
                              "stereo (FFmpeg's default matrix: centre and surrounds at -3 dB, "
                              "LFE dropped)")
-    return _FileTrack(item, info, outputs, stems, separator, spec, events, budget, leftovers)
+    return _FileTrack(item, info, outputs, stems, separator, spec, events, budget, leftovers,
+                      register)
