@@ -62,9 +62,20 @@ def _tune_allocator() -> None:
     so every STFT-sized temporary page-faults in zeroed memory again: on 2 cores that was about
     half of the separation's wall time, spent in the kernel. Serving them from the heap instead
     reuses the pages. Done here, in the application, never in the engine (a library).
+
+    Worker threads (the network, the source networks, eval's read-ahead) would each get an
+    arena of their own, whose heaps hold at most 64 MB: a bigger buffer there (a chunk's masks,
+    a track's samples) is a fresh mmap every time, whatever the threshold. So every thread
+    allocates from the main heap (``M_ARENA_MAX`` 1, unless ``MALLOC_ARENA_MAX`` is set). On
+    2 cores a 3-minute ``separate`` made 390-430k page faults instead of 510-660k (kernel time
+    1.2-1.4 s instead of 1.5-1.9 s, wall time 3% less), a folder of twenty 30 s files 0.4M
+    instead of 1.05M, and ``eval --estimates`` of three 60 s tracks ran 5-11% faster (four and
+    three interleaved pairs); in one process, a second 3-minute file made 7k faults instead of
+    170-240k.
     """
     import ctypes
     import ctypes.util
+    import os
     import sys
 
     if not sys.platform.startswith("linux"):
@@ -73,6 +84,8 @@ def _tune_allocator() -> None:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: requests below 1 GiB come from the heap
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap for reuse
+        if "MALLOC_ARENA_MAX" not in os.environ:  # the user's setting wins
+            libc.mallopt(-8, 1)  # M_ARENA_MAX: every thread allocates from the main heap
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
 
