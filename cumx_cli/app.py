@@ -68,10 +68,11 @@ def _tune_allocator() -> None:
     a track's samples) is a fresh mmap every time, whatever the threshold. So every thread
     allocates from the main heap (``M_ARENA_MAX`` 1, unless ``MALLOC_ARENA_MAX`` is set). On
     2 cores a 3-minute ``separate`` made 390-430k page faults instead of 510-660k (kernel time
-    1.2-1.4 s instead of 1.5-1.9 s, wall time 3% less), a folder of twenty 30 s files 0.4M
-    instead of 1.05M, and ``eval --estimates`` of three 60 s tracks ran 5-11% faster (four and
-    three interleaved pairs); in one process, a second 3-minute file made 7k faults instead of
-    170-240k.
+    1.0-1.4 s instead of 1.5-1.9 s, wall time 3-4% less), a folder of twenty 30 s files 0.4M
+    instead of 1.05M, and ``eval --estimates`` of three 60 s tracks ran 5-11% faster (interleaved
+    pairs); in one process, a second 3-minute file made 7k faults instead of 170-240k. The cost
+    is peak memory: one heap fragments more, 150-300 MB for a 3-minute file (2.0 GB instead of
+    1.8 GB), 140 MB for 10 minutes of X-UMX.
     """
     import ctypes
     import ctypes.util
