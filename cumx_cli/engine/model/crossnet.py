@@ -136,18 +136,18 @@ class CrossUMX(nn.Module):
         def out(j: int) -> torch.Tensor:  # source j's mask as (frame, batch, channel, freq)
             return masks[:, j].permute(2, 0, 1, 3)
 
+        js = range(len(nets))
         if self.config.bridge:
-            hs = run(lambda net: net.encode(x), nets)
+            hs = run(lambda j: nets[j].encode(x), js)
             mean_h = torch.stack(hs).mean(dim=0)
-            zs = run(lambda jn: torch.cat([hs[jn[0]], jn[1].lstm(mean_h)[0]], dim=-1),
-                     list(enumerate(nets)))
+            zs = run(lambda j: torch.cat([hs[j], nets[j].lstm(mean_h)[0]], dim=-1), js)
             mean_z = torch.stack(zs).mean(dim=0)
-            run(lambda jn: jn[1].decode(mean_z, out=out(jn[0])), list(enumerate(nets)))
+            run(lambda j: nets[j].decode(mean_z, out=out(j)), js)
         else:
             def whole(j: int) -> torch.Tensor:
                 h = nets[j].encode(x)
                 return nets[j].decode(torch.cat([h, nets[j].lstm(h)[0]], dim=-1), out=out(j))
-            run(whole, range(len(nets)))
+            run(whole, js)
         return masks.transpose(-1, -2)
 
 
