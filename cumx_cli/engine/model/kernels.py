@@ -3,7 +3,8 @@
 torch computes ``F.linear`` in float32 with MKL's ``sgemm``. On the AMD EPYC (Zen 5) development
 machine MKL reaches about 90 GFLOPS per core on Open-Unmix's three layer shapes, while oneDNN,
 which torch also ships (its LSTMs already run on it), reaches 180-220 GFLOPS on the same products
-(``benchmarks/separate_speed.py``; README "Speed and memory"). :func:`linear` uses oneDNN for
+(one thread, 300 to 2326 rows; what it gives a whole run: README "Speed and memory",
+``benchmarks/separate_speed.py``). :func:`linear` uses oneDNN for
 inference on a CPU and ``F.linear`` everywhere else (training, CUDA, other dtypes).
 
 The oneDNN entry point, ``torch.ops.mkldnn._linear_pointwise``, is the one torch's own compiler
