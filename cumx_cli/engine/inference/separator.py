@@ -134,7 +134,7 @@ class Separator:
         """The threads that run the source networks side by side on a CPU (:mod:`.threads`
         of the model), started at the first call, with the core count this thread sees."""
         with self._source_threads_lock:
-            if self._source_threads is None and self.device.type == "cpu":
+            if self._source_threads is None:  # for_device decides (None off a CPU)
                 self._source_threads = SourceThreads.for_device(self.device, len(self.model.sources))
             return self._source_threads
 
