@@ -136,6 +136,30 @@ def test_solve_gram_equals_lu_and_falls_back_when_indefinite() -> None:
     torch.testing.assert_close(solve_gram(sym, rhs), torch.linalg.solve(sym, rhs))
 
 
+def test_solve_gram_replaces_an_lu_solution_that_does_not_solve_the_system(monkeypatch) -> None:
+    """On a numerically singular Gram matrix LU may report no zero pivot and return a finite
+    solution with huge components along the null space (Intel MKL with one thread did, on the
+    rank-deficient references above). That solution fails the residual check, and the
+    least-squares one is used: it solves the (consistent) system."""
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(2, 40, 20, dtype=torch.float64, generator=gen)
+    gram = a @ a.mT  # rank 20 of 40: no Cholesky factor of gram + eps I
+    rhs = gram @ torch.randn(2, 40, 3, dtype=torch.float64, generator=gen)
+    null = torch.linalg.svd(gram[1]).U[:, -1:]  # gram[1] @ null is about 0
+    real_solve_ex = torch.linalg.solve_ex
+
+    def garbage_for_item_1(matrix: torch.Tensor, target: torch.Tensor):  # type: ignore[no-untyped-def]
+        solved, info = real_solve_ex(matrix, target)
+        solved[1] += 1e24 * null  # what the faulty LU gave: info 0, entries of 1e24
+        return solved, torch.zeros_like(info)
+
+    monkeypatch.setattr(torch.linalg, "solve_ex", garbage_for_item_1)
+    solved = solve_gram(gram, rhs)
+    assert float(solved.abs().max()) < 1e3
+    torch.testing.assert_close(gram @ solved, rhs, rtol=0, atol=1e-8)
+    torch.testing.assert_close(solved[1], torch.linalg.lstsq(gram[1], rhs[1], driver="gelsd").solution)
+
+
 def _block_toeplitz(blocks: np.ndarray) -> np.ndarray:
     """The dense matrix whose block (m, n) is blocks[m - n] (its transpose above the diagonal),
     built entry by entry."""

@@ -364,21 +364,34 @@ def solve_gram(gram: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> to
     up to rounding with half the arithmetic, spent in matrix products by the blocked form
     below. Where rounding makes it numerically indefinite or singular (e.g. a source whose
     channels are identical), the factorisation says so and museval's two steps run instead,
-    item by item.
+    item by item, with one check more: an LU solution that does not solve the system (relative
+    residual over :data:`_RESIDUAL_LIMIT`) is replaced by the least-squares one too. On such a
+    matrix LU may meet no exactly zero pivot and return a finite solution with huge components
+    along the near-null directions; which one depends on the BLAS build and its thread count
+    (Intel MKL with one thread gave entries of 6e24 and SAR 0 dB where numpy, and MKL with two
+    threads, report the matrix singular). The projections BSSEval needs are the same for every
+    exact solution, and least squares computes them stably.
     """
     factor = _blocked_cholesky(gram, eps)
     if factor is not None:
         half = torch.linalg.solve_triangular(factor, target, upper=False)
         return torch.linalg.solve_triangular(factor.mT, half, upper=True)
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    solved, info = torch.linalg.solve_ex(gram + eps * eye, target)
-    singular = info != 0
+    shifted = gram + eps * eye
+    solved, info = torch.linalg.solve_ex(shifted, target)
+    residual = torch.linalg.matrix_norm(shifted @ solved - target)
+    singular = (info != 0) | ~(residual <= _RESIDUAL_LIMIT * torch.linalg.matrix_norm(target))
     if bool(singular.any()):
         if gram.dim() == 2:
             return torch.linalg.lstsq(gram, target, driver=_LSTSQ_DRIVER(gram)).solution
         for k in singular.nonzero().flatten().tolist():
             solved[k] = torch.linalg.lstsq(gram[k], target[k], driver=_LSTSQ_DRIVER(gram)).solution
     return solved
+
+
+#: Largest relative residual ``|A x - b| / |b|`` (Frobenius) accepted from the LU solve of a
+#: matrix that failed the Cholesky factorisation (:func:`solve_gram`).
+_RESIDUAL_LIMIT = 1e-6
 
 
 def _LSTSQ_DRIVER(a: torch.Tensor) -> str | None:  # noqa: N802 - reads like a constant
