@@ -84,7 +84,7 @@ def num_frames(length: int, window: int, hop: int) -> int:
 
 def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, *, window: int, hop: int,
                 filters_len: int, device: torch.device | None = None,
-                frames_per_batch: int = 8) -> FrameScores:
+                frames_per_batch: int = 4) -> FrameScores:
     """Framewise SDR, ISR, SIR and SAR of estimates against references (BSSEval v4 images).
 
     Args:
@@ -492,8 +492,9 @@ def _score_frames(ref: torch.Tensor, est: torch.Tensor, matrix: torch.Tensor,
         out = torch.empty(parts.shape, dtype=parts.dtype, device=parts.device)
         return torch.mul(parts, scale, out=out)  # scaled and contiguous in one pass
 
-    def energy(x: torch.Tensor) -> torch.Tensor:  # (freq, 2, s, c, frame) -> (s, frame)
-        return x.square().sum(dim=(0, 1)).sum(dim=1)
+    def energy(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """(freq, 2, s, c, frame) -> (s, frame); ``inplace`` squares ``x`` itself."""
+        return (x.square_() if inplace else x.square()).sum(dim=(0, 1)).sum(dim=1)
 
     spec_ref = split_spectrum(ref)
     spec_est = split_spectrum(est)
@@ -501,12 +502,14 @@ def _score_frames(ref: torch.Tensor, est: torch.Tensor, matrix: torch.Tensor,
     proj = proj.view(-1, 2, 2, num_sources, num_channels, count)
     proj_all, proj_own = proj[:, :, 0], proj[:, :, 1]  # on all references / on the own one
     e_true = ref.square().sum(dim=(1, 3))
-    scores = torch.stack([
-        _safe_db(e_true, (est - ref).square().sum(dim=(1, 3))),   # SDR
-        _safe_db(e_true, energy(proj_own - spec_ref)),              # ISR
-        _safe_db(energy(proj_own), energy(proj_all - proj_own)),    # SIR
-        _safe_db(energy(proj_all), energy(spec_est - proj_all)),    # SAR
-    ])
+    sdr = _safe_db(e_true, (est - ref).square().sum(dim=(1, 3)))
+    e_own, e_all = energy(proj_own), energy(proj_all)
+    # The three differences are made, and squared, in place, in an order that reads each
+    # operand before it is overwritten: no new spectrum-sized buffers (tens of MB each).
+    sar = _safe_db(e_all, energy(spec_est.sub_(proj_all), inplace=True))
+    sir = _safe_db(e_own, energy(proj_all.sub_(proj_own), inplace=True))
+    isr = _safe_db(e_true, energy(proj_own.sub_(spec_ref), inplace=True))
+    scores = torch.stack([sdr, isr, sir, sar])
     return scores  # frames with a silent source are set to NaN by the caller
 
 
