@@ -11,7 +11,7 @@ import torch
 
 from cumx_cli.engine.config import InferenceConfig
 from cumx_cli.engine.inference.separator import Separator
-from cumx_cli.engine.model.threads import SourceThreads
+from cumx_cli.engine.model.threads import SourceThreads, intra_op_threads
 from tests.conftest import random_model, tiny_config
 
 
@@ -142,3 +142,48 @@ def test_the_separator_runs_the_sources_on_threads_on_a_cpu(two_threads: None) -
     separator._source_threads = None
     separator._threads = lambda: None  # type: ignore[method-assign]
     torch.testing.assert_close(out, separator.process(wave), rtol=1e-5, atol=1e-6)
+
+
+def test_intra_op_threads_sets_the_count_for_the_block_and_restores_it(two_threads: None) -> None:
+    seen = []
+    with intra_op_threads(1):
+        seen.append(torch.get_num_threads())
+        with pytest.raises(RuntimeError, match="inside"):
+            with intra_op_threads(2):
+                seen.append(torch.get_num_threads())
+                raise RuntimeError("inside")
+        seen.append(torch.get_num_threads())
+    assert seen == [1, 2, 1] and torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="at least one thread"):
+        with intra_op_threads(0):
+            pass
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_the_filter_takes_half_the_cores_while_the_next_batch_is_in_the_network(
+        overlap: bool, two_threads: None) -> None:
+    """Every batch but the last is filtered while the next one is in the network (on the
+    source threads, which hold both cores): with one thread. The last, and every batch of a run
+    without the overlap, with the caller's two. The stems equal those of a run in turn."""
+    config = tiny_config(sources=("bass", "drums", "other", "vocals"), n_fft=256, hop_length=64,
+                         max_bin=100)
+    model = random_model(config)
+    inference = InferenceConfig(device="cpu", niter=1, chunk_seconds=0.5, overlap_seconds=0.1)
+    separator = Separator(model, inference, overlap=overlap)
+    counts: list[int] = []
+    filter_batch = separator._filter
+
+    def recording(stage):  # type: ignore[no-untyped-def]
+        counts.append(torch.get_num_threads())
+        return filter_batch(stage)
+
+    separator._filter = recording  # type: ignore[method-assign]
+    wave = torch.randn(1, 2, 40000)
+    out = separator.separate(wave)
+    batches = len(separator.plan(40000))
+    assert batches >= 3
+    assert counts == ([1] * (batches - 1) + [2] if overlap else [2] * batches)
+    assert torch.get_num_threads() == 2
+    in_turn = Separator(model, inference, overlap=False)
+    in_turn._threads = lambda: None  # type: ignore[method-assign]
+    torch.testing.assert_close(out, in_turn.separate(wave), rtol=1e-5, atol=1e-6)

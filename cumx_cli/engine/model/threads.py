@@ -15,8 +15,9 @@ from __future__ import annotations
 import queue
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, wait
+from contextlib import contextmanager
 from typing import TypeVar, cast
 
 import torch
@@ -112,3 +113,23 @@ def _serve(tasks: queue.SimpleQueue[_Task | None], threads_each: int,
 def _stop(tasks: queue.SimpleQueue[_Task | None], workers: int) -> None:
     for _ in range(workers):
         tasks.put(None)
+
+
+@contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` intra-op threads on the calling thread, then restore its own.
+
+    While the block runs, ``count`` is also the default of threads that use torch for the first
+    time (torch keeps one such default for the process); the caller makes sure none starts then.
+    """
+    if count < 1:
+        raise ValueError(f"need at least one thread, got {count}")
+    before = torch.get_num_threads()
+    if count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
