@@ -66,7 +66,8 @@ class Separator:
         device: where the model runs; ``None`` resolves ``config.device``.
         overlap: in :meth:`run`, run the network in a worker thread while the calling thread
             does the rest (see the module docstring); ``False`` does everything in the calling
-            thread, one batch after the other (the same numbers, for measuring the overlap).
+            thread, one batch after the other (the same numbers, for measuring the overlap; on
+            a CPU to rounding, as the overlapped filter runs with half the cores: ``_Stages``).
     """
 
     def __init__(self, model: CrossUMX, config: InferenceConfig | None = None,
