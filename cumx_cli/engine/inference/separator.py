@@ -307,7 +307,9 @@ class _Stages:
         contend less (2 cores: one thread; a 3-minute file's whole ``separate`` took 5.77 s
         instead of 5.99 s, and 0.36 s less CPU time). This thread's own count otherwise: no
         batch in the network, one batch after the other, or not on a CPU. The stems are the
-        same to rounding (a 26 s chunk: 2e-9 at most)."""
+        same to rounding (a 26 s chunk: 2e-9 at most). No thread starts using torch while the
+        count is changed (what :func:`intra_op_threads` asks): the network worker and the source
+        threads did with the first batch, whose network ends before any filtering begins."""
         cores = torch.get_num_threads()
         if self.worker is None or self.waiting is None or self.separator._source_threads is None:
             return cores
