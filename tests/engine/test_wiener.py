@@ -133,6 +133,50 @@ def test_factored_first_iteration_equals_em_on_the_complex_estimates(
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 
 
+def test_cross_phasor_equals_the_product_of_phasors() -> None:
+    """``u_i conj(u_k)`` from one complex product over ``|x_i| |x_k|``, and from the two
+    phasors wherever that product is zero, too small to keep its precision, or infinite."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 2, 7, 5, dtype=torch.complex64, generator=gen) * 30
+    mag = x.abs()
+
+    def expected(x: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+        return wiener_mod._phasor(x[:, 0], mag[:, 0]) * wiener_mod._phasor(x[:, 1], mag[:, 1]).conj()
+
+    re, im = wiener_mod._cross_phasor(x[:, 0], x[:, 1], mag[:, 0], mag[:, 1])
+    assert re.is_contiguous() and im.is_contiguous()
+    torch.testing.assert_close(torch.complex(re, im), expected(x, mag))
+    silent = x.clone()
+    silent[1, 0, 3, 2] = 0  # one channel: there u_0 = 1, so the cross phasor is conj(u_1)
+    tiny = x.clone()
+    tiny[1, :, 3, 2] = 1e-20 * (1 + 1j)  # |x_0 x_1| = 4e-40: a float32 subnormal
+    for y in (silent, tiny):
+        y_mag = y.abs()
+        re, im = wiener_mod._cross_phasor(y[:, 0], y[:, 1], y_mag[:, 0], y_mag[:, 1])
+        torch.testing.assert_close(torch.complex(re, im), expected(y, y_mag))
+    want = x[1, 1, 3, 2].conj() / x[1, 1, 3, 2].abs()
+    re, im = wiener_mod._cross_phasor(silent[:, 0], silent[:, 1], silent.abs()[:, 0],
+                                      silent.abs()[:, 1])
+    torch.testing.assert_close(torch.complex(re, im)[1, 3, 2], want)
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+def test_blocks_with_and_without_silent_bins_equal_em_on_the_complex_estimates(
+        monkeypatch: pytest.MonkeyPatch, channels: int) -> None:
+    """Blocks of 4 frames, one with an exactly silent bin (its cross phasors come from the
+    phasors) and the others without (one product over the magnitudes): both equal EM on the
+    complex initial estimates."""
+    monkeypatch.setattr(wiener_mod, "BLOCK_FRAMES", 4)
+    v, x = _random_problem(10, channels=channels, sources=3, frames=13, bins=6)
+    x[5, 2, 0] = 0  # frame 5: the second block
+    mags, mix = _to_canonical(v, x)
+    got = wiener(mags, mix, niter=1, eps=1e-10)
+    scale = max(1.0, float(mix.abs().max()) / 10.0)
+    init = wiener_mod.initial_estimates(mags / scale, mix / scale, softmask=False, eps=1e-10)
+    expected = wiener_mod.expectation_maximization(init, mix / scale, 1, 1e-10) * scale
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
 def test_output_is_frame_major_like_the_stft() -> None:
     """The inverse STFT reads the estimates without a transposing copy."""
     mags, mix = _to_canonical(*_random_problem(5))
