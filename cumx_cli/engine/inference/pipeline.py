@@ -20,9 +20,12 @@ in a track's folders are removed when a later run writes there.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -204,10 +207,15 @@ class _FileTrack:
         gain = clip_gain(self.spec.clip, self._peak)
         out_rate = stored_rate(self.spec, self.info.sample_rate)
         tags = read_tags(self.item.path)
-        for k, (stem, final) in enumerate(self.outputs.items()):
-            self._encode(k, final, out_rate, gain, stem_tags(tags, stem, self.item.track))
-            self._committed.append(final)
+
+        def encode(k: int, stem: str, final: Path, stop: threading.Event) -> None:
+            self._encode(k, final, out_rate, gain, stem_tags(tags, stem, self.item.track), stop)
+            self._committed.append(final)  # before anything can stop us: cleanup removes it
             self._scratch.release(k)
+
+        calls = [functools.partial(encode, k, stem, final)
+                 for k, (stem, final) in enumerate(self.outputs.items())]
+        _side_by_side(calls, torch.get_num_threads())
         self._committed.clear()
         self._scratch.discard()
         self.result = TrackResult(self.item.path, "ok", dict(self.outputs),
@@ -215,18 +223,22 @@ class _FileTrack:
         self.events.track_finished(self.result)
 
     def _encode(self, index: int, final: Path, out_rate: int, gain: float,
-                tags: dict[str, str]) -> None:
+                tags: dict[str, str], stop: threading.Event) -> None:
         channels = self.info.channels
         resampler = StreamResampler(self.model_rate, out_rate)  # passes blocks through at equal rates
         # The input's duration at the output rate: the rates' round trip may add a sample or two.
         left = duration_length(self.info.frames, self.info.sample_rate, out_rate)
         with open_writer(final, out_rate, channels, self.spec, tags) as writer:
             for frames, last in self._scratch.blocks(index, _ENCODE_BLOCK):  # (time, channel)
+                if stop.is_set():
+                    raise _Stopped
                 frames = resampler.push(frames.T, final=last).T[:left]
                 left -= frames.shape[0]
                 writer.write_frames(apply_clip(frames, self.spec.clip, gain))
             if left > 0:  # not expected: the resampler gives at least the duration
                 writer.write_frames(torch.zeros(left, channels))
+            if stop.is_set():
+                raise _Stopped
             writer.commit()
 
     def fail(self, error: CumxError) -> None:
@@ -253,6 +265,51 @@ class _FileTrack:
             except OSError:
                 pass
         self._new_dirs.clear()
+
+
+class _Stopped(Exception):
+    """Raised in an encoding thread that :func:`_side_by_side` told to stop."""
+
+
+def _side_by_side(calls: Sequence[Callable[[threading.Event], None]], cores: int) -> None:
+    """Run ``calls`` (a track's stem encodings), each given a stop event, on up to ``cores``
+    threads with one intra-op thread each, and return when all have ended.
+
+    If one raises, or this thread is interrupted (a signal lands here as an exception), the
+    others are told to stop, they end at their next block without renaming anything into
+    place, and only then is the first error raised: so the track's cleanup never races a
+    stem being committed. With one core, or one call, they run here one after the other.
+
+    At the end of a 3-minute track on 2 cores the four 16-bit WAV stems took 0.27-0.28 s
+    instead of 0.46-0.48 s (most of it is the kernel giving the files new page-cache pages).
+    While a batch is in the network the separator filters with one thread (its
+    ``_filter_threads``), so this thread has one and a folder's earlier tracks are encoded
+    here, one stem after the other, as before.
+    """
+    stop = threading.Event()
+    workers = min(len(calls), cores)
+    if workers < 2:
+        for call in calls:
+            call(stop)
+        return
+    each = max(1, cores // workers)
+
+    def start() -> None:  # torch sets a new thread's count on first use: ask, then set it
+        torch.get_num_threads()
+        torch.set_num_threads(each)
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="cumx-encode", initializer=start)
+    try:
+        futures = [pool.submit(call, stop) for call in calls]
+        for future in futures:
+            future.result()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # queued calls never start
+        torch.set_num_threads(cores)  # set_num_threads in a worker also set the default of
+        # threads that start using torch later: put this thread's count back as that default
 
 
 class _QueuedEvents:
