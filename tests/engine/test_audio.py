@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +148,20 @@ def test_more_than_two_channels_are_downmixed_by_ffmpeg(tmp_path: Path) -> None:
     left, right = torch.cat(list(read_blocks(info)), dim=-1)
     assert torch.allclose(left, torch.full_like(left, 0.5 + 0.25 * 0.5**0.5), atol=1e-6)
     assert torch.allclose(right, torch.full_like(right, 0.25 * 0.5**0.5), atol=1e-6)
+
+
+def test_torchaudio_is_imported_only_to_resample(tmp_path: Path) -> None:
+    """Separating a file at the model's rate never loads torchaudio (its import is about
+    20 ms of every start); the first resampling does."""
+    probe = (
+        "import sys, torch\n"
+        "from cumx_cli.engine.inference import pipeline\n"
+        "from cumx_cli.engine.audio.resample import StreamResampler, resample\n"
+        "StreamResampler(44100, 44100).push(torch.ones(2, 100), final=True)\n"
+        "print('torchaudio' in sys.modules)\n"
+        "resample(torch.ones(2, 480), 48000, 44100)\n"
+        "print('torchaudio' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, cwd=tmp_path)
+    assert done.stdout.split() == ["False", "True"]

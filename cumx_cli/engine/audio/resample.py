@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torchaudio.functional as AF
 
 #: torchaudio's defaults, written out because the context computation depends on them.
 LOWPASS_FILTER_WIDTH = 6
@@ -27,6 +26,10 @@ def resample(waveform: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     """
     if orig == new:
         return waveform
+    # Imported here: most runs never resample (the input is at the model's rate), and the
+    # import costs about 20 ms of every start.
+    import torchaudio.functional as AF  # noqa: N812
+
     return AF.resample(waveform, orig, new, lowpass_filter_width=LOWPASS_FILTER_WIDTH, rolloff=ROLLOFF)
 
 
