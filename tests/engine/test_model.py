@@ -57,8 +57,10 @@ def test_bridging_couples_the_sources() -> None:
     assert _cross_gradient(bridge=False) == 0
 
 
-def test_bridged_forward_equals_a_direct_transcription_of_the_spec() -> None:
-    """Spec §1.3 steps 1-11 written out with plain tensor operations."""
+@pytest.mark.parametrize("grad", [True, False])
+def test_bridged_forward_equals_a_direct_transcription_of_the_spec(grad: bool) -> None:
+    """Spec §1.3 steps 1-11 written out with plain tensor operations; also without
+    gradients, where the decoder applies bn3 and the output scaling as one affine map."""
     config = tiny_config(sources=("a", "b", "c"), n_fft=256, hop_length=64, max_bin=100,
                          num_layers=2)
     model = random_model(config)
@@ -80,4 +82,23 @@ def test_bridged_forward_equals_a_direct_transcription_of_the_spec() -> None:
         y = ((y - net.bn3.running_mean) / torch.sqrt(net.bn3.running_var + 1e-5) * net.bn3.weight
              + net.bn3.bias)
         mask = torch.relu(y.reshape(7, 2, 2, 129) * net.output_scale + net.output_mean)
-        torch.testing.assert_close(model(mag)[:, j], mask.permute(1, 2, 3, 0), rtol=1e-5, atol=1e-6)
+        with torch.set_grad_enabled(grad):
+            got = model(mag)[:, j]
+        torch.testing.assert_close(got, mask.permute(1, 2, 3, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_decoder_without_gradients_in_training_mode_uses_batch_statistics() -> None:
+    """The one-pass affine map is for running statistics only: in training mode bn3 normalises
+    with the batch's own, with or without gradients."""
+    config = tiny_config(sources=("a", "b"), bridge=False, n_fft=256, hop_length=64, max_bin=100)
+    model = random_model(config).train()
+    net = model.net("a")
+    assert net._output_affine() is None
+    mag = torch.rand(2, 2, 129, 9)
+    torch.manual_seed(0)  # the same dropout masks in both runs
+    with_grad = model(mag)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        without = model(mag)
+    torch.testing.assert_close(without, with_grad.detach())
+    assert model.eval().net("a")._output_affine() is not None
