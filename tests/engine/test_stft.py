@@ -58,6 +58,12 @@ def test_inverse_equals_torch_istft(n_fft: int, hop: int, dtype: torch.dtype) ->
                                    length=want).reshape(2, 3, want)
             for layout in (spec, spec.contiguous()):
                 torch.testing.assert_close(stft.inverse(layout, want), expected, rtol=0, atol=tol)
+            # written into a given tensor: a contiguous one (the last pass writes there), a
+            # strided view (a copy), both filled completely, also the zero-padded tail
+            whole = torch.full((2, 2, 3, want), float("nan"), dtype=dtype)
+            for out in (whole[1], whole[:, 0]):
+                assert stft.inverse(spec, want, out=out) is out
+                torch.testing.assert_close(out, expected, rtol=0, atol=tol)
 
 
 def test_inverse_gradient_equals_torch_istft() -> None:

@@ -73,8 +73,9 @@ class STFT(nn.Module):
         )
         return spec.reshape(*lead, *spec.shape[-2:])
 
-    def inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
-        """Inverse STFT with the output cut or padded to ``length`` samples.
+    def inverse(self, spec: torch.Tensor, length: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Inverse STFT with the output cut or padded to ``length`` samples, written into
+        ``out`` (and returned) if given: a (..., length) tensor of the result's dtype and device.
 
         Equal to ``torch.istft`` (same window, centring, envelope normalisation and length
         handling) up to float rounding. When the hop divides ``n_fft`` the overlap-add is done
@@ -88,7 +89,8 @@ class STFT(nn.Module):
         """
         lead = spec.shape[:-2]
         if self.n_fft % self.hop_length:
-            return self._torch_inverse(spec, length)
+            wave = self._torch_inverse(spec, length)
+            return wave if out is None else out.copy_(wave)
         freqs, num_frames = spec.shape[-2:]
         if freqs != self.n_fft // 2 + 1:
             raise ShapeError(f"expected {self.n_fft // 2 + 1} frequency bins, got {freqs}")
@@ -103,10 +105,17 @@ class STFT(nn.Module):
         wave = summed.view(frames.shape[0], -1)
         start = self.n_fft // 2
         stop = min(wave.shape[-1], start + length)
-        wave = wave[:, start:stop].mul_(self._inverse_envelope(num_frames, frames)[start:stop])
+        envelope = self._inverse_envelope(num_frames, frames)[start:stop]
+        if out is not None and out.is_contiguous():  # the last pass writes straight into out
+            rows = out.view(-1, length)
+            torch.mul(wave[:, start:stop], envelope, out=rows[:, : stop - start])
+            rows[:, stop - start :] = 0.0
+            return out
+        wave = wave[:, start:stop].mul_(envelope)
         if wave.shape[-1] < length:
             wave = torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
-        return wave.reshape(*lead, length)
+        wave = wave.reshape(*lead, length)
+        return wave if out is None else out.copy_(wave)
 
     def _inverse_envelope(self, num_frames: int, like: torch.Tensor) -> torch.Tensor:
         """One over the overlap-added squared window (as torch.istft divides by it)."""

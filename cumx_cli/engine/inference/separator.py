@@ -150,7 +150,10 @@ class Separator:
         # One source at a time: the inverse transform's frame buffer stays a quarter the size.
         out = torch.empty(est.shape[0], est.shape[1], est.shape[2], length)
         for j in range(est.shape[1]):
-            out[:, j] = self.stft.inverse(est[:, j], stage.padded_length)[..., :length].float().cpu()
+            if est.device.type == "cpu" and est.real.dtype == out.dtype and length == stage.padded_length:
+                self.stft.inverse(est[:, j], length, out=out[:, j])  # no copy after it
+            else:
+                out[:, j] = self.stft.inverse(est[:, j], stage.padded_length)[..., :length].float().cpu()
         return out
 
     def run(self, tracks: Iterable[TrackJob],
