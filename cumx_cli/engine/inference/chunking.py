@@ -84,8 +84,14 @@ class OverlapAdd:
         self.next_index = 0
         self.emitted = 0  # absolute index of acc[..., 0]
         self.filled = 0  # samples of acc in use
+        # Whether at most two chunks share any sample (chunk k + 2 starts after chunk k ends):
+        # so it is with the default overlap, and then only the tail that the next chunk overlaps
+        # is carried over (_add_pairwise); otherwise the accumulator holds two chunks.
+        starts = plan.starts
+        self.pairwise = all(c >= a + plan.size for a, c in zip(starts, starts[2:], strict=False))
         self.acc: torch.Tensor | None = None
-        self.wsum = torch.zeros(2 * plan.size if len(plan) > 1 else 0)
+        self.wsum = torch.zeros(2 * plan.size if len(plan) > 1 and not self.pairwise else 0)
+        self._carry: tuple[torch.Tensor, torch.Tensor] | None = None  # weighted tail, weights
 
     def add(self, output: torch.Tensor) -> torch.Tensor:
         """Add the next chunk's output and return the newly final samples.
@@ -100,6 +106,8 @@ class OverlapAdd:
             self.next_index += 1
             self.emitted = size
             return output
+        if self.pairwise:
+            return self._add_pairwise(output)
         if self.acc is None:
             self.acc = output.new_zeros(*output.shape[:-1], 2 * size)
         lo = self.plan.starts[index] - self.emitted
@@ -117,4 +125,33 @@ class OverlapAdd:
         self.wsum[:rest] = self.wsum[cut : self.filled].clone()
         self.filled = rest
         self.emitted += cut
+        return done
+
+    def _add_pairwise(self, output: torch.Tensor) -> torch.Tensor:
+        """:meth:`add` when at most two chunks share a sample, with the same operations on the
+        same numbers (so the same bits): where the chunk overlaps the one before, the carried
+        weighted tail plus this chunk's weighted samples over the sum of the weights; after it,
+        where its weight is 1 and no other chunk reaches, its own samples (plus 0, as the
+        general path adds them to a zeroed buffer); its tail, weighted, is carried over. One
+        pass over the chunk instead of four, and no accumulator of two chunks."""
+        index = self.next_index
+        size, starts = self.plan.size, self.plan.starts
+        start = starts[index]
+        final = self.plan.final_until(index) - start  # this chunk's samples that become final
+        w = self.plan.weights(index).to(output.dtype)
+        done = output.new_empty(*output.shape[:-1], final)
+        lap = 0
+        if self._carry is not None:
+            tail, weights = self._carry
+            lap = tail.shape[-1]  # the previous chunk's overlap with this one
+            torch.addcmul(tail, output[..., :lap], w[:lap], out=done[..., :lap])
+            done[..., :lap].div_(weights + w[:lap])
+        torch.add(output[..., lap:final], 0.0, out=done[..., lap:])
+        self._carry = None
+        if index + 1 < len(starts):
+            rest = output[..., final:]
+            self._carry = (torch.addcmul(torch.zeros_like(rest), rest, w[final:]),
+                           torch.zeros(size - final).add_(w[final:]))
+        self.next_index += 1
+        self.emitted = start + final
         return done
