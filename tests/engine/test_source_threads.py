@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cumx_cli.engine.config import InferenceConfig
+from cumx_cli.engine.dsp import wiener as wiener_mod
 from cumx_cli.engine.inference.separator import Separator
 from cumx_cli.engine.model.threads import SourceThreads, intra_op_threads
 from tests.conftest import random_model, tiny_config
@@ -160,30 +161,70 @@ def test_intra_op_threads_sets_the_count_for_the_block_and_restores_it(two_threa
 
 
 @pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize("bridge", [True, False])
 def test_the_filter_takes_half_the_cores_while_the_next_batch_is_in_the_network(
-        overlap: bool, two_threads: None) -> None:
+        overlap: bool, bridge: bool, two_threads: None) -> None:
     """Every batch but the last is filtered while the next one is in the network (on the
     source threads, which hold both cores): with one thread. The last, and every batch of a run
-    without the overlap, with the caller's two. The stems equal those of a run in turn."""
+    without the overlap, on the idle source threads: the Wiener windows (of the Open-Unmix
+    family) and the sources' inverse transforms side by side there. The stems equal those of a
+    run in turn."""
     config = tiny_config(sources=("bass", "drums", "other", "vocals"), n_fft=256, hop_length=64,
-                         max_bin=100)
+                         max_bin=100, bridge=bridge)
     model = random_model(config)
-    inference = InferenceConfig(device="cpu", niter=1, chunk_seconds=0.5, overlap_seconds=0.1)
+    inference = InferenceConfig(device="cpu", niter=1, chunk_seconds=0.5, overlap_seconds=0.1,
+                                wiener_window=None if bridge else 100)
     separator = Separator(model, inference, overlap=overlap)
-    counts: list[int] = []
+    calls: list[tuple[int, bool]] = []
     filter_batch = separator._filter
 
-    def recording(stage):  # type: ignore[no-untyped-def]
-        counts.append(torch.get_num_threads())
-        return filter_batch(stage)
+    def recording(stage, pool=None):  # type: ignore[no-untyped-def]
+        calls.append((torch.get_num_threads(), pool is not None))
+        return filter_batch(stage, pool)
 
     separator._filter = recording  # type: ignore[method-assign]
-    wave = torch.randn(1, 2, 40000)
-    out = separator.separate(wave)
+    where: list[tuple[int, str, str]] = []  # (batch, what, thread): inverse transforms, windows
+    inverse, core = separator.stft.inverse, wiener_mod._wiener_em
+
+    def recorded_inverse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        where.append((len(calls), "inverse", threading.current_thread().name))
+        return inverse(*args, **kwargs)
+
+    def recorded_core(*args, **kwargs):  # type: ignore[no-untyped-def]
+        where.append((len(calls), "window", threading.current_thread().name))
+        return core(*args, **kwargs)
+
+    separator.stft.inverse = recorded_inverse  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wiener_mod, "_wiener_em", recorded_core)
+        wave = torch.randn(1, 2, 40000)
+        out = separator.separate(wave)
     batches = len(separator.plan(40000))
     assert batches >= 3
-    assert counts == ([1] * (batches - 1) + [2] if overlap else [2] * batches)
+    assert calls == ([(1, False)] * (batches - 1) + [(2, True)] if overlap else [(2, True)] * batches)
     assert torch.get_num_threads() == 2
+    pooled = {batches} if overlap else set(range(1, batches + 1))
+    sources = {"cumx-source_0", "cumx-source_1"}
+    for batch in range(1, batches + 1):
+        inverses = {name for b, what, name in where if b == batch and what == "inverse"}
+        windows = {name for b, what, name in where if b == batch and what == "window"}
+        # on the pool's threads (which of them takes an item is up to the scheduler)
+        assert inverses <= sources if batch in pooled else inverses == {"MainThread"}
+        # an X-UMX chunk is one window, filtered here; Open-Unmix windows side by side
+        if batch in pooled and not bridge:
+            assert windows <= sources
+        else:
+            assert windows == {"MainThread"}
+    windows_each = 1 if bridge else -(-inference_frames(separator) // 100)
+    assert windows_each > 1 or bridge
+    for batch in range(1, batches + 1):  # every source and window once
+        assert sum(b == batch and what == "inverse" for b, what, _ in where) == 4
+        assert sum(b == batch and what == "window" for b, what, _ in where) == windows_each
     in_turn = Separator(model, inference, overlap=False)
     in_turn._threads = lambda: None  # type: ignore[method-assign]
     torch.testing.assert_close(out, in_turn.separate(wave), rtol=1e-5, atol=1e-6)
+
+
+def inference_frames(separator: Separator) -> int:
+    """STFT frames of one chunk."""
+    return 1 + separator.plan(40000).size // separator.stft.hop_length

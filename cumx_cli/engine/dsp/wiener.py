@@ -33,7 +33,7 @@ the mixture itself unchanged.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -364,6 +364,7 @@ def wiener(
     scale_factor: float = 10.0,
     window: int = 0,
     mix_magnitude: torch.Tensor | None = None,
+    run: Callable[[Callable[[int], object], Iterable[int]], object] | None = None,
 ) -> torch.Tensor:
     """Complex source estimates from source magnitudes and the complex mixture.
 
@@ -381,6 +382,10 @@ def wiener(
             all frames at once (norbert, asteroid, Sony). Without EM (``niter`` 0) every frame is
             independent and the windows change nothing.
         mix_magnitude: ``|mix_stft|`` if the caller has it already (saves recomputing it).
+        run: how the windows are filtered: ``run(fn, starts)`` calls ``fn(start)`` for each
+            window's first frame and returns when all are done (for example
+            :meth:`~cumx_cli.engine.model.threads.SourceThreads.map`, to filter them side by
+            side); by default one after the other. Each window writes its own frames only.
 
     Shapes:
         magnitudes: (batch, source, channel, freq, frame), real
@@ -405,10 +410,17 @@ def wiener(
     # Windows one after the other (each call batched over every item and bin), written straight
     # into one frame-major output: no folded copies of the inputs, no concatenation after.
     out = _frame_major((b, magnitudes.shape[1] + int(residual), c), f, t, mix_stft, mix_stft.dtype)
-    for start in range(0, t, window):
+
+    def one(start: int) -> None:
         frames = slice(start, min(t, start + window))
         core(magnitudes[..., frames], mix_stft[..., frames], mix_mag[..., frames],
              out=out[..., frames])
+
+    if run is None:
+        for start in range(0, t, window):
+            one(start)
+    else:
+        run(one, range(0, t, window))
     return out
 
 
