@@ -19,7 +19,12 @@ import torch
 from cumx_cli.engine.config import ModelConfig
 from cumx_cli.engine.errors import CheckpointError
 from cumx_cli.engine.model import CrossUMX
-from cumx_cli.engine.weights.formats.common import in_canonical_order, load_strict, read_torch_file
+from cumx_cli.engine.weights.formats.common import (
+    in_canonical_order,
+    load_strict,
+    map_files,
+    read_torch_file,
+)
 from cumx_cli.engine.weights.integrity import file_sha256, split_hash_in_name
 
 State = dict[str, torch.Tensor]
@@ -44,11 +49,11 @@ def load_folder(folder: Path) -> CrossUMX:
         raise CheckpointError(f"{folder}: no .pth files; an Open-Unmix model folder holds "
                               "<target>.pth (or <target>-<hash>.pth) for each target")
     states: dict[str, State] = {}
-    for file in files:
-        target = _checked_target(file)
+    # Each file's hash check and load, two at a time where there are two cores (map_files).
+    for target, sd in map_files(lambda file: (_checked_target(file), _read_target(file)), files):
         if target in states:
             raise CheckpointError(f"{folder}: more than one file for target {target!r}")
-        states[target] = _read_target(file)
+        states[target] = sd
     states = {t: states[t] for t in in_canonical_order(states)}
     state = {f"nets.{t}.{k}": v for t, sd in states.items() for k, v in sd.items()}
     return load_strict(_config(states, folder), state, folder)
