@@ -233,9 +233,31 @@ def test_windows_through_a_runner_in_any_order_give_the_same_estimates() -> None
 
     def reverse(fn, starts):  # type: ignore[no-untyped-def]
         seen.extend(starts)
-        for start in reversed(list(starts)):
-            fn(start)
+        return [fn(start) for start in reversed(list(starts))][::-1]
 
     got = wiener(mags, mix, niter=1, window=7, run=reverse)
     assert seen == [0, 7, 14, 21]
     assert torch.equal(got, wiener(mags, mix, niter=1, window=7))
+
+
+@pytest.mark.parametrize(("softmask", "residual"), [(False, False), (True, True)])
+def test_one_window_through_a_runner_is_split_in_two_halves(
+        monkeypatch: pytest.MonkeyPatch, softmask: bool, residual: bool) -> None:
+    """A single window's first iteration goes to the runner as two halves of its frames
+    (statistics, then estimates); run in reverse order they give the same estimates to
+    rounding (the halves' sums are added in another order)."""
+    monkeypatch.setattr(wiener_mod, "BLOCK_FRAMES", 4)
+    items = [_to_canonical(*_random_problem(seed, frames=19)) for seed in (12, 13)]
+    mags = torch.cat([m for m, _ in items])
+    mix = torch.cat([x for _, x in items])
+    calls: list[list[range]] = []
+
+    def reverse(fn, parts):  # type: ignore[no-untyped-def]
+        parts = list(parts)
+        calls.append(parts)
+        return [fn(part) for part in reversed(parts)][::-1]
+
+    got = wiener(mags, mix, niter=1, softmask=softmask, residual=residual, run=reverse)
+    assert [[list(part) for part in parts] for parts in calls] == [[[0, 4, 8], [12, 16]]] * 2
+    expected = wiener(mags, mix, niter=1, softmask=softmask, residual=residual)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

@@ -34,11 +34,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 import torch
 
 from cumx_cli.engine.dsp.stft import magnitude
 from cumx_cli.engine.shapes import check_shape
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _SPEC = ("batch", "source", "channel", "freq", "frame")
 _MIX = ("batch", "channel", "freq", "frame")
@@ -86,6 +90,26 @@ BLOCK_FRAMES = 32
 
 #: A function giving the current estimates for frames ``[start, stop)``: (b, s, c, f, n) complex.
 Estimates = Callable[[int, int], torch.Tensor]
+
+
+class Runner(Protocol):
+    """Runs ``fn`` on every item and returns the results in order, when all are done (for
+    example :meth:`~cumx_cli.engine.model.threads.SourceThreads.map`: side by side)."""
+
+    def __call__(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]: ...
+
+
+def _in_turn(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    return [fn(item) for item in items]
+
+
+def _frame_ranges(num_frames: int, block: int, parts: int) -> list[range]:
+    """``parts`` ranges of block starts covering ``[0, num_frames)``, as equal as whole blocks
+    allow (fewer when there are fewer blocks)."""
+    starts = range(0, num_frames, block)
+    count = min(parts, len(starts))
+    size = -(-len(starts) // count)
+    return [starts[k : k + size] for k in range(0, len(starts), size)]
 
 
 def _covariances(estimates: Estimates, num_frames: int, eps: float,
@@ -211,7 +235,7 @@ def _cross_phasor(x_i: torch.Tensor, x_k: torch.Tensor, mag_i: torch.Tensor,
 
 def _factored_covariances(amplitudes: Estimates, mix: torch.Tensor, mix_mag: torch.Tensor,
                           scale: torch.Tensor, num_frames: int, eps: float,
-                          block: int) -> tuple[torch.Tensor, torch.Tensor]:
+                          block: int, run: Runner | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """EM steps 1-2 for estimates of the form ``y_j[c] = scale * a_j[c] * u[c]``, without
     forming them.
 
@@ -228,21 +252,24 @@ def _factored_covariances(amplitudes: Estimates, mix: torch.Tensor, mix_mag: tor
         amplitudes: frames ``[start, stop)`` of ``a``: (batch, source, channel, freq, n), real.
         mix, mix_mag: the mixture (batch, channel, freq, frame), complex, and ``|mix|``.
         scale: (batch,) real.
+        run: with a runner, the frames are split in two halves whose sums it computes (side by
+            side), added after; the same numbers to rounding.
     """
-    v: torch.Tensor | None = None
-    diag: torch.Tensor | None = None  # sum_t a_j[i]^2: (b, s, f, c)
-    cross: torch.Tensor | None = None  # sum_t a_j[i] a_j[k] u[i] conj(u[k]), i < k: (b, s, f, pairs)
     square = scale.square()[:, None, None, None]
     pairs = [(i, k) for i in range(mix.shape[1]) for k in range(i + 1, mix.shape[1])]
-    for start in range(0, num_frames, block):
-        stop = min(num_frames, start + block)
+    first = amplitudes(0, min(num_frames, 1))
+    b, s, c, f, _ = first.shape
+    v = _frame_major((b, s), f, num_frames, first, first.dtype)
+
+    def sums(starts: range) -> tuple[torch.Tensor, torch.Tensor]:
+        diag = first.new_zeros((b, s, f, c))  # sum_t a_j[i]^2
+        cross = first.new_zeros((b, s, f, len(pairs)), dtype=first.dtype.to_complex())
+        for start in starts:
+            _block_sums(start, min(num_frames, start + block), diag, cross)
+        return diag, cross
+
+    def _block_sums(start: int, stop: int, diag: torch.Tensor, cross: torch.Tensor) -> None:
         a = amplitudes(start, stop)
-        b, s, c, f, _ = a.shape
-        if v is None:
-            v = _frame_major((b, s), f, num_frames, a, a.dtype)
-            diag = a.new_zeros((b, s, f, c))
-            cross = a.new_zeros((b, s, f, len(pairs)), dtype=a.dtype.to_complex())
-        assert diag is not None and cross is not None
         squares = [a[:, :, i] * a[:, :, i] for i in range(c)]
         vb = v[..., start:stop]  # mean over channels, times scale^2
         if c == 1:
@@ -260,8 +287,11 @@ def _factored_covariances(amplitudes: Estimates, mix: torch.Tensor, mix_mag: tor
             prod = a[:, :, i] * a[:, :, k]  # (b, s, f, n)
             cross[..., p] += torch.complex(torch.linalg.vecdot(prod, re.unsqueeze(1)),
                                            torch.linalg.vecdot(prod, im.unsqueeze(1)))
-    assert v is not None and diag is not None and cross is not None
-    c = diag.shape[-1]
+
+    parts = (run or _in_turn)(sums, _frame_ranges(num_frames, block, 2 if run else 1))
+    diag, cross = parts[0]
+    for more_diag, more_cross in parts[1:]:
+        diag, cross = diag + more_diag, cross + more_cross
     # eps + sum_t v, from the diagonal sums (sum_t v = scale^2 / c * sum_i sum_t a_j[i]^2)
     weight = eps + diag.sum(dim=-1) * (square[..., 0] / c)
     diag = diag * square
@@ -277,33 +307,40 @@ def _factored_covariances(amplitudes: Estimates, mix: torch.Tensor, mix_mag: tor
 
 def _em_output(v: torch.Tensor, r: torch.Tensor, mix: Estimates, num_sources: int,
                num_frames: int, eps: float, block: int,
-               out_scale: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+               out_scale: torch.Tensor | None = None, out: torch.Tensor | None = None,
+               run: Runner | None = None) -> torch.Tensor:
     """EM steps 3-4 from PSDs ``v`` and covariances ``r``: the new estimates, frame-major,
     multiplied by ``out_scale`` (batch,) if given, written into ``out`` if given (a
-    (batch, source, channel, freq, frame) complex tensor or view)."""
+    (batch, source, channel, freq, frame) complex tensor or view). With a runner, the two
+    halves of the frames are computed by it (side by side); each block is independent."""
     r_out = r if out_scale is None else r * out_scale.to(r.dtype)[:, None, None, None, None]
     channels = r.shape[-1]
     # Each entry R_j[i, k] as its own contiguous (b, s, f, 1) tensor, for vectorised products.
     coef = [[r_out[..., i, k].contiguous().unsqueeze(-1) for k in range(channels)]
             for i in range(channels)]
-    for start in range(0, num_frames, block):
-        stop = min(num_frames, start + block)
-        mix_b = mix(start, stop)
-        if out is None:
-            b, _, f, _ = mix_b.shape
-            out = _frame_major((b, num_sources, channels), f, num_frames, mix_b, mix_b.dtype)
-        vb = v[..., start:stop]
-        z = _mix_covariance_solve(vb, r, mix_b, eps)
-        vb = vb.to(out.dtype)  # complex, for the vectorised complex kernels
-        # y_j = v_j R_j z, one output channel at a time: sum_k R_j[i, k](f) z_k(f, t).
-        for i in range(channels):
-            acc = out[:, :, i, :, start:stop]
-            torch.mul(coef[i][0], z[:, None, 0], out=acc)
-            for k in range(1, channels):
-                acc.addcmul_(coef[i][k], z[:, None, k])
-            acc.mul_(vb)
-    assert out is not None
-    return out
+    if out is None:
+        first = mix(0, min(num_frames, 1))
+        b, _, f, _ = first.shape
+        out = _frame_major((b, num_sources, channels), f, num_frames, first, first.dtype)
+    result = out
+
+    def blocks(starts: range) -> None:
+        for start in starts:
+            stop = min(num_frames, start + block)
+            mix_b = mix(start, stop)
+            vb = v[..., start:stop]
+            z = _mix_covariance_solve(vb, r, mix_b, eps)
+            vb = vb.to(result.dtype)  # complex, for the vectorised complex kernels
+            # y_j = v_j R_j z, one output channel at a time: sum_k R_j[i, k](f) z_k(f, t).
+            for i in range(channels):
+                acc = result[:, :, i, :, start:stop]
+                torch.mul(coef[i][0], z[:, None, 0], out=acc)
+                for k in range(1, channels):
+                    acc.addcmul_(coef[i][k], z[:, None, k])
+                acc.mul_(vb)
+
+    (run or _in_turn)(blocks, _frame_ranges(num_frames, block, 2 if run else 1))
+    return result
 
 
 def _em_step(estimates: Estimates, mix: Estimates, num_sources: int, num_frames: int,
@@ -364,7 +401,7 @@ def wiener(
     scale_factor: float = 10.0,
     window: int = 0,
     mix_magnitude: torch.Tensor | None = None,
-    run: Callable[[Callable[[int], object], Iterable[int]], object] | None = None,
+    run: Runner | None = None,
 ) -> torch.Tensor:
     """Complex source estimates from source magnitudes and the complex mixture.
 
@@ -382,10 +419,12 @@ def wiener(
             all frames at once (norbert, asteroid, Sony). Without EM (``niter`` 0) every frame is
             independent and the windows change nothing.
         mix_magnitude: ``|mix_stft|`` if the caller has it already (saves recomputing it).
-        run: how the windows are filtered: ``run(fn, starts)`` calls ``fn(start)`` for each
-            window's first frame and returns when all are done (for example
-            :meth:`~cumx_cli.engine.model.threads.SourceThreads.map`, to filter them side by
-            side); by default one after the other. Each window writes its own frames only.
+        run: how the work is shared out (a :class:`Runner`, for example
+            :meth:`~cumx_cli.engine.model.threads.SourceThreads.map`, to run it side by side):
+            the windows, each called with its first frame (each writes its own frames only);
+            a single window's first EM iteration, as two halves of its frames. By default
+            everything runs here, one part after the other. The numbers are the same to
+            rounding (the halves' sums are added in another order).
 
     Shapes:
         magnitudes: (batch, source, channel, freq, frame), real
@@ -406,7 +445,7 @@ def wiener(
     core = functools.partial(_wiener_em, niter=niter, softmask=softmask, residual=residual,
                              eps=eps, scale_factor=scale_factor)
     if window == 0 or window >= t:
-        return core(magnitudes, mix_stft, mix_mag)
+        return core(magnitudes, mix_stft, mix_mag, run=run)
     # Windows one after the other (each call batched over every item and bin), written straight
     # into one frame-major output: no folded copies of the inputs, no concatenation after.
     out = _frame_major((b, magnitudes.shape[1] + int(residual), c), f, t, mix_stft, mix_stft.dtype)
@@ -416,22 +455,19 @@ def wiener(
         core(magnitudes[..., frames], mix_stft[..., frames], mix_mag[..., frames],
              out=out[..., frames])
 
-    if run is None:
-        for start in range(0, t, window):
-            one(start)
-    else:
-        run(one, range(0, t, window))
+    (run or _in_turn)(one, range(0, t, window))
     return out
 
 
 def _wiener_em(
     magnitudes: torch.Tensor, mix_stft: torch.Tensor, mix_mag: torch.Tensor, *, niter: int,
     softmask: bool, residual: bool, eps: float, scale_factor: float,
-    out: torch.Tensor | None = None,
+    out: torch.Tensor | None = None, run: Runner | None = None,
 ) -> torch.Tensor:
     """:func:`wiener` with EM over all the frames given, as one window (``niter`` >= 1).
 
-    Written into ``out`` if given. Shapes as :func:`wiener`; ``mix_mag`` is ``|mix_stft|``.
+    Written into ``out`` if given; ``run`` shares out the first iteration (:func:`wiener`).
+    Shapes as :func:`wiener`; ``mix_mag`` is ``|mix_stft|``.
     """
     t = mix_stft.shape[-1]
     # EM runs on the mixture and estimates divided by the scale. Both are scaled block by block
@@ -457,9 +493,11 @@ def _wiener_em(
         return amps
 
     num_sources = magnitudes.shape[1] + int(residual)
-    v, r = _factored_covariances(amplitudes, mix_stft, mix_mag, 1.0 / scale, t, eps, BLOCK_FRAMES)
+    v, r = _factored_covariances(amplitudes, mix_stft, mix_mag, 1.0 / scale, t, eps, BLOCK_FRAMES,
+                                 run)
     if niter == 1:
-        return _em_output(v, r, mix_block, num_sources, t, eps, BLOCK_FRAMES, out_scale=scale, out=out)
-    y = _em_output(v, r, mix_block, num_sources, t, eps, BLOCK_FRAMES)
+        return _em_output(v, r, mix_block, num_sources, t, eps, BLOCK_FRAMES, out_scale=scale,
+                          out=out, run=run)
+    y = _em_output(v, r, mix_block, num_sources, t, eps, BLOCK_FRAMES, run=run)
     return expectation_maximization(y, mix_block, niter - 1, eps, num_frames=t, out_scale=scale,
                                     out=out)
