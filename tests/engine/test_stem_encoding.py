@@ -101,7 +101,26 @@ def test_a_failing_call_stops_the_others_and_its_error_is_raised() -> None:
     assert queued in ([], ["ran"])  # a call still queued may run, but only after the stop
 
 
+def test_the_error_raised_is_the_one_that_stopped_the_others() -> None:
+    """An earlier call that ends because it was told to stop does not hide the later call's
+    failure that stopped it."""
+    both = threading.Barrier(2, timeout=STOP_WAIT)
+
+    def stopped(stop: threading.Event) -> None:
+        both.wait()
+        assert stop.wait(STOP_WAIT)
+        raise pipeline._Stopped
+
+    def failing(stop: threading.Event) -> None:
+        both.wait()
+        raise AudioIOError("b.wav: writing failed (disk full)")
+
+    with pytest.raises(AudioIOError, match="disk full"):
+        pipeline._side_by_side([stopped, failing], cores=2)
+
+
 def _separate(tmp_path: Path, cores: int) -> tuple[pipeline.TrackResult, Path]:
+    tmp_path.mkdir(exist_ok=True)
     sf.write(tmp_path / "song.wav", music(3.0, seed=2), RATE)
     out = tmp_path / f"out{cores}"
     separator = Separator(random_model(tiny_config()), InferenceConfig(device="cpu"))
@@ -111,9 +130,21 @@ def _separate(tmp_path: Path, cores: int) -> tuple[pipeline.TrackResult, Path]:
     return result, out
 
 
-def test_stems_encoded_side_by_side_equal_those_encoded_in_turn(tmp_path: Path) -> None:
-    one, out1 = _separate(tmp_path, 1)
+def test_stems_encoded_side_by_side_equal_those_encoded_in_turn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same separation (two cores both times, so the same numbers) with its stems
+    encoded side by side, then in turn: the same files, byte for byte."""
     two, out2 = _separate(tmp_path, 2)
+    real = pipeline._side_by_side
+    cores: list[int] = []
+
+    def in_turn(calls, cores_given):  # type: ignore[no-untyped-def]
+        cores.append(cores_given)
+        real(calls, 1)
+
+    monkeypatch.setattr(pipeline, "_side_by_side", in_turn)
+    one, out1 = _separate(tmp_path / "again", 2)
+    assert cores == [2]  # it would have used two threads
     assert one.status == two.status == "ok"
     assert sorted(p.name for p in (out1 / "song").iterdir()) == ["bass.wav", "drums.wav",
                                                                   "other.wav", "vocals.wav"]

@@ -20,12 +20,14 @@ in a track's folders are removed when a later run writes there.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -277,11 +279,14 @@ def _side_by_side(calls: Sequence[Callable[[threading.Event], None]], cores: int
 
     If one raises, or this thread is interrupted (a signal lands here as an exception), the
     others are told to stop, they end at their next block without renaming anything into
-    place, and only then is the first error raised: so the track's cleanup never races a
-    stem being committed. With one core, or one call, they run here one after the other.
+    place, and only then is the first error (the one that stopped the others) raised: so the
+    track's cleanup never races a stem being committed. The threads are started with the
+    termination signals blocked here, so that a signal cannot land inside a thread's start
+    and leave that thread unaccounted for (a pool's ``submit`` could: it starts threads).
+    With one core, or one call, they run here one after the other.
 
     At the end of a 3-minute track on 2 cores the four 16-bit WAV stems took 0.27-0.28 s
-    instead of 0.46-0.48 s (most of it is the kernel giving the files new page-cache pages).
+    instead of 0.46-0.48 s (most of it is the kernel giving the new files page-cache pages).
     While a batch is in the network the separator filters with one thread (its
     ``_filter_threads``), so this thread has one and a folder's earlier tracks are encoded
     here, one stem after the other, as before.
@@ -293,23 +298,74 @@ def _side_by_side(calls: Sequence[Callable[[threading.Event], None]], cores: int
             call(stop)
         return
     each = max(1, cores // workers)
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(calls)):
+        todo.put(index)
+    failures: list[BaseException] = []  # in the order they happened; _Stopped is not one
 
-    def start() -> None:  # torch sets a new thread's count on first use: ask, then set it
-        torch.get_num_threads()
-        torch.set_num_threads(each)
+    # Each worker sets its event when it ends. Waiting on those, not on Thread.join: a join
+    # that a signal interrupts can leave the thread marked as ended while it runs (CPython 3.11).
+    ended = [threading.Event() for _ in range(workers)]
 
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="cumx-encode", initializer=start)
+    def work(k: int) -> None:
+        try:
+            torch.get_num_threads()  # torch sets a new thread's count on first use: ask first
+            torch.set_num_threads(each)
+            while not stop.is_set():
+                try:
+                    index = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    calls[index](stop)
+                except _Stopped:
+                    pass
+                except BaseException as exc:  # handed to the caller, who raises the first
+                    failures.append(exc)
+                    stop.set()
+        finally:
+            ended[k].set()
+
+    threads = [threading.Thread(target=work, args=(k,), name=f"cumx-encode_{k}", daemon=True)
+               for k in range(workers)]
     try:
-        futures = [pool.submit(call, stop) for call in calls]
-        for future in futures:
-            future.result()
+        with _signals_blocked():
+            for thread in threads:
+                thread.start()
+        for event in ended:
+            event.wait()
     except BaseException:
         stop.set()
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # queued calls never start
+        for thread, event in zip(threads, ended, strict=True):
+            if thread.ident is not None:  # started
+                event.wait()
         torch.set_num_threads(cores)  # set_num_threads in a worker also set the default of
         # threads that start using torch later: put this thread's count back as that default
+    if failures:
+        raise failures[0]
+
+
+#: The signals that end a ``cumx`` run by raising in the main thread (Ctrl-C, and the
+#: command's SIGTERM/SIGHUP handler).
+_INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                    if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Hold back the interrupting signals in the calling thread for the block (threads started
+    in it inherit the mask: they never receive them); one that arrives meanwhile is raised as
+    soon as the block ends. Where the platform has no signal masks, nothing is held back."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class _QueuedEvents:
