@@ -107,8 +107,9 @@ def _frame_ranges(num_frames: int, block: int, parts: int) -> list[range]:
     """``parts`` ranges of block starts covering ``[0, num_frames)``, as equal as whole blocks
     allow (fewer when there are fewer blocks)."""
     starts = range(0, num_frames, block)
-    count = min(parts, len(starts))
-    size = -(-len(starts) // count)
+    if len(starts) <= 1:
+        return [starts]
+    size = -(-len(starts) // min(parts, len(starts)))
     return [starts[k : k + size] for k in range(0, len(starts), size)]
 
 
@@ -265,10 +266,10 @@ def _factored_covariances(amplitudes: Estimates, mix: torch.Tensor, mix_mag: tor
         diag = first.new_zeros((b, s, f, c))  # sum_t a_j[i]^2
         cross = first.new_zeros((b, s, f, len(pairs)), dtype=first.dtype.to_complex())
         for start in starts:
-            _block_sums(start, min(num_frames, start + block), diag, cross)
+            block_sums(start, min(num_frames, start + block), diag, cross)
         return diag, cross
 
-    def _block_sums(start: int, stop: int, diag: torch.Tensor, cross: torch.Tensor) -> None:
+    def block_sums(start: int, stop: int, diag: torch.Tensor, cross: torch.Tensor) -> None:
         a = amplitudes(start, stop)
         squares = [a[:, :, i] * a[:, :, i] for i in range(c)]
         vb = v[..., start:stop]  # mean over channels, times scale^2
