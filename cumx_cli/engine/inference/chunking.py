@@ -135,7 +135,7 @@ class OverlapAdd:
         general path adds them to a zeroed buffer); its tail, weighted, is carried over. One
         pass over the chunk instead of four, and no accumulator of two chunks."""
         index = self.next_index
-        size, starts = self.plan.size, self.plan.starts
+        starts = self.plan.starts
         start = starts[index]
         final = self.plan.final_until(index) - start  # this chunk's samples that become final
         w = self.plan.weights(index).to(output.dtype)
@@ -150,8 +150,8 @@ class OverlapAdd:
         self._carry = None
         if index + 1 < len(starts):
             rest = output[..., final:]
-            self._carry = (torch.addcmul(torch.zeros_like(rest), rest, w[final:]),
-                           torch.zeros(size - final).add_(w[final:]))
+            # (0 + w, as the general path sums into zeros, is w itself: the weights are > 0)
+            self._carry = (torch.addcmul(torch.zeros_like(rest), rest, w[final:]), w[final:])
         self.next_index += 1
         self.emitted = start + final
         return done

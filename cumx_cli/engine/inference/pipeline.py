@@ -212,7 +212,7 @@ class _FileTrack:
 
         def encode(k: int, stem: str, final: Path, stop: threading.Event) -> None:
             self._encode(k, final, out_rate, gain, stem_tags(tags, stem, self.item.track), stop)
-            self._committed.append(final)  # before anything can stop us: cleanup removes it
+            self._committed.append(final)  # the cleanup after a failure removes it again
             self._scratch.release(k)
 
         calls = [functools.partial(encode, k, stem, final)

@@ -83,40 +83,31 @@ def map_files(read: Callable[[Path], T], paths: Sequence[Path]) -> list[T]:
     The loading settings (torch's safe globals, the warnings filter) are process-wide, so they
     are entered here, once, and never by the threads themselves.
     """
+    global _held
     workers = min(len(paths), 2, torch.get_num_threads())
-    with _loading(), _LOADING_HERE.entered():
-        if workers < 2:
-            return [read(path) for path in paths]
-        with ThreadPoolExecutor(workers, thread_name_prefix="cumx-load") as pool:
-            futures = [pool.submit(read, path) for path in paths]
-            wait(futures)
-        return [future.result() for future in futures]
-
-
-class _Reentry:
-    """Whether this process is inside :func:`map_files` (so that :func:`read_torch_file` in
-    its threads does not enter the process-wide loading settings again)."""
-
-    def __init__(self) -> None:
-        self.depth = 0
-
-    @contextmanager
-    def entered(self) -> Iterator[None]:
-        self.depth += 1
+    with _loading():
+        _held += 1
         try:
-            yield
+            if workers < 2:
+                return [read(path) for path in paths]
+            with ThreadPoolExecutor(workers, thread_name_prefix="cumx-load") as pool:
+                futures = [pool.submit(read, path) for path in paths]
+                wait(futures)
+            return [future.result() for future in futures]
         finally:
-            self.depth -= 1
+            _held -= 1
 
 
-_LOADING_HERE = _Reentry()
+#: More than 0 while :func:`map_files` holds the loading settings (its threads then do not
+#: enter them again).
+_held = 0
 
 
 @contextmanager
 def _loading() -> Iterator[None]:
     """torch's safe globals for cumx's checkpoints and no loader warnings (e.g. "Detected
     pickle protocol 4": not the user's concern); nothing when :func:`map_files` has them."""
-    if _LOADING_HERE.depth:
+    if _held:
         yield
         return
     with torch.serialization.safe_globals(_SAFE_GLOBALS), warnings.catch_warnings():
